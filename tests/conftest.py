@@ -1,0 +1,36 @@
+"""Shared fixtures: the repository, and a throw-away copy of the course to grade in."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHAPTERS = sorted(p.name for p in (REPO / "solutions").iterdir() if (p / f"{p.name}.ipynb").exists())
+
+
+def run_nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """`python -m nbgrader ...` in `root`, with this environment's bin/ on PATH (alembic)."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    p = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=env,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    return p
+
+
+def copy_course(dest: Path) -> Path:
+    """A self-contained course: nbgrader_config.py pins its root to its own folder."""
+    for name in ("solutions", "chapters", "templates", "tools"):
+        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "nbgrader_config.py", dest)
+    return dest
+
+
+@pytest.fixture
+def course(tmp_path) -> Path:
+    return copy_course(tmp_path / "course")

@@ -1,0 +1,66 @@
+"""tools.intake repairs what students hand in before nbgrader sees it."""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+import pytest
+
+from conftest import CHAPTERS, REPO
+from tools import intake
+
+CH = "01_superposition"
+
+
+@pytest.fixture(scope="module")
+def releases():
+    return {ch: nbformat.read(REPO / "chapters" / ch / f"{ch}.ipynb", as_version=4) for ch in CHAPTERS}
+
+
+@pytest.mark.parametrize("name", ["Copy of 01_superposition.ipynb", "01_superposition (1).ipynb",
+                                  "Copy of 01_superposition (2).ipynb", "01_superposition-copy.ipynb"])
+def test_renamed_files_are_recognised(name):
+    assert intake.chapter_from_name(name, CHAPTERS) == CH
+
+
+def test_lost_metadata_is_restored(tmp_path, releases):
+    nb = copy.deepcopy(releases[CH])
+    want = intake.grade_ids(nb)
+    for cell in nb.cells:
+        cell.metadata = {}
+        if "YOUR CODE HERE" in cell.source:
+            cell.source = "def answer():\n    return 42\n"
+    path = tmp_path / "Copy of 01_superposition.ipynb"
+    nbformat.write(nb, path)
+    got = intake.take(path, None, releases)
+    assert got.problem is None and got.chapter == CH
+    assert intake.grade_ids(got.notebook) == want
+    assert any("restored metadata" in n for n in got.notes) and any("renamed" in n for n in got.notes)
+
+
+def test_duplicated_cells_keep_one_grade_id(tmp_path, releases):
+    nb = copy.deepcopy(releases[CH])
+    i = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("solution"))
+    nb.cells.insert(i, copy.deepcopy(nb.cells[i]))
+    path = tmp_path / f"{CH}.ipynb"
+    nbformat.write(nb, path)
+    got = intake.take(path, CH, releases)
+    ids = intake.grade_ids(got.notebook)
+    assert len(ids) == len(set(ids)) and any("duplicate" in n for n in got.notes)
+
+
+@pytest.mark.parametrize("content, reason", [(b"", "empty"), (b"{not json", "not JSON"),
+                                             (b'{"hello": 1}', "not a notebook")])
+def test_unreadable_files_need_a_human(tmp_path, releases, content, reason):
+    path = tmp_path / f"{CH}.ipynb"
+    path.write_bytes(content)
+    got = intake.take(path, CH, releases)
+    assert got.notebook is None and reason in got.problem
+
+
+def test_wrong_folder_is_detected_by_content(tmp_path, releases):
+    path = tmp_path / "homework.ipynb"
+    nbformat.write(releases[CH], path)
+    got = intake.take(path, "02_sae_architecture", releases)
+    assert got.chapter == CH and any("handed in under 02_sae_architecture" in n for n in got.notes)

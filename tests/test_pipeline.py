@@ -1,0 +1,131 @@
+"""The real grading pipeline (`make grade` = tools.grade -> nbgrader) on simulated classes.
+
+For every chapter: the solution handed in as a student would (full autograded marks) and the
+untouched release (zero). Chapter 01 also gets a planted mistake (partial credit, with the
+visible check's message in the feedback) and an answer that loops forever (stopped by the cell
+timeout while the rest of the class is still graded). This is also the test that executes every
+solution notebook, once, in the `fast` profile.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.api import Gradebook
+
+from conftest import CHAPTERS, REPO, copy_course
+
+pytestmark = pytest.mark.slow
+
+
+def grade_cells(nb):
+    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+
+
+def as_student(ch: str, **answers: str) -> nbformat.NotebookNode:
+    """The release with every answer cell filled in from the solution (minus the markers),
+    then the given answers (grade_id -> source) swapped in."""
+    sol = grade_cells(nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4))
+    nb = nbformat.read(REPO / "chapters" / ch / f"{ch}.ipynb", as_version=4)
+    for gid, cell in grade_cells(nb).items():
+        if cell.metadata["nbgrader"]["solution"]:
+            src = re.sub(r"[ \t]*### (BEGIN|END) SOLUTION\n", "", sol[gid].source)
+            cell.source = answers.get(gid, src)
+    return nb
+
+
+def submit(course: Path, student: str, ch: str, nb, name: str | None = None) -> Path:
+    d = course / "grading" / "submitted" / student / ch
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / (name or f"{ch}.ipynb")
+    nbformat.write(nb, path)
+    return path
+
+
+def grade(course: Path, cell_timeout: int = 300) -> dict[str, dict]:
+    env = {**os.environ, "COURSE_FAST": "1", "COURSE_CELL_TIMEOUT": str(cell_timeout)}
+    p = subprocess.run([sys.executable, "-m", "tools.grade", "--root", str(course)], cwd=course,
+                       env=env, capture_output=True, text=True)
+    print(p.stdout[-4000:], p.stderr[-4000:])
+    assert p.returncode == 0, p.stderr[-4000:]
+    with (course / "grading" / "grades.csv").open() as f:
+        return {r["student"]: r for r in csv.DictReader(f)}
+
+
+def cell_scores(course: Path, ch: str, student: str) -> dict[str, tuple]:
+    with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id="untangling-features") as gb:
+        sub = gb.find_submission(ch, student)
+        return {g.name: (g.auto_score, g.max_score) for g in sub.notebooks[0].grades}
+
+
+def points(ch: str) -> dict[str, float]:
+    nb = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: c.metadata["nbgrader"]["points"]
+            for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+
+
+def digest(folder: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("ch", CHAPTERS)
+def test_solution_full_marks_release_zero(ch, course):
+    sol = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
+    submit(course, "a_solution", ch, as_student(ch))
+    submit(course, "b_blank", ch, nbformat.read(REPO / "chapters" / ch / f"{ch}.ipynb", as_version=4))
+    extra = {}
+    if ch == "01_superposition":
+        extra = {
+            "c_planted": as_student(ch, importance_weighted_loss=(
+                "def importance_weighted_loss(out, x, importance):\n"
+                "    return ((x - out).pow(2) * importance).mean((0, 2))\n")),
+            "d_loop": as_student(ch, generate_batch="def generate_batch(*args, **kwargs):\n    while True:\n        pass\n"),
+        }
+        for student, nb in extra.items():
+            submit(course, student, ch, nb)
+    before = digest(course / "grading" / "submitted")
+    rows = grade(course, cell_timeout=45 if extra else 300)
+    assert digest(course / "grading" / "submitted") == before, "grading modified grading/submitted/"
+
+    want = points(ch)
+    auto = {gid: p for gid, p in want.items()
+            if not grade_cells(sol)[gid].metadata["nbgrader"]["solution"]}   # test cells, not written answers
+    a = cell_scores(course, ch, "a_solution")
+    assert {g: a[g] for g in auto} == {g: (p, p) for g, p in auto.items()}, a
+    assert rows["a_solution"]["status"] == "graded"
+    b = cell_scores(course, ch, "b_blank")
+    assert all(score == 0 for score, _ in b.values()), b
+    assert float(rows["b_blank"]["score"]) == 0
+
+    for student in ("a_solution", "b_blank", *extra):
+        html = (course / "grading" / "feedback" / student / ch / f"{ch}.html").read_text()
+        assert "HIDDEN TESTS" not in html, student
+        for cell in grade_cells(sol).values():   # no line of a hidden test reaches the feedback
+            hidden = cell.source.partition("### BEGIN HIDDEN TESTS")[2].partition("### END HIDDEN TESTS")[0]
+            for line in filter(None, (ln.strip() for ln in hidden.splitlines())):
+                if len(line) > 30 and not line.startswith("#"):
+                    assert line not in html, f"{student}: hidden test line in feedback: {line}"
+    blank = (course / "grading" / "feedback" / "b_blank" / ch / f"{ch}.html").read_text()
+    assert "Model answer" not in blank and "Rubric" not in blank
+    if extra:
+        c = cell_scores(course, ch, "c_planted")
+        assert c["test_importance_weighted_loss"] == (0, want["test_importance_weighted_loss"])
+        assert c["test_generate_batch"] == (want["test_generate_batch"],) * 2
+        html = (course / "grading" / "feedback" / "c_planted" / ch / f"{ch}.html").read_text()
+        assert "you averaged over features" in html
+        d = cell_scores(course, ch, "d_loop")
+        assert d["test_generate_batch"][0] == 0
+        assert d["test_importance_weighted_loss"] == (want["test_importance_weighted_loss"],) * 2
+        print({s: rows[s]["score"] for s in rows})
