@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]_*))
 LAB_PORT ?= 8888
 
-.PHONY: help env lab test test-quick release grade assets bench clean-grading
+.PHONY: help env lab test test-quick release grade assets bench clean-grading browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -31,7 +31,17 @@ lab: $(STAMP)  ## start JupyterLab on chapters/ (prints the URL; Ctrl-C stops it
 	$(BIN)/jupyter lab --notebook-dir=chapters --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
 		$(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser)
 
-test: $(STAMP)  ## run the whole test suite (executes and autogrades every chapter)
+browser:  ## install Chromium for the real-browser test (Debian's package; needs root, else skipped)
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: installing Debian's chromium (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium >/dev/null 2>&1 || \
+		{ apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+		echo "browser: could not install chromium; tests/test_browser.py will be skipped"; \
+	else echo "browser: chromium is missing and this is not root with apt-get; tests/test_browser.py will be skipped"; fi
+
+test: $(STAMP) browser  ## run the whole test suite (executes and autogrades every chapter)
 	COURSE_FAST=1 $(BIN)/python -m pytest -q
 
 test-quick: $(STAMP)  ## the test suite without training runs and notebook execution

@@ -1,7 +1,7 @@
 """The real grading pipeline (`make grade` = tools.grade -> nbgrader) on simulated classes.
 
-For every chapter: the solution handed in as a student would (full autograded marks) and the
-untouched release (zero). Chapter 01 also gets a planted mistake (partial credit, with the
+One class hands in every chapter and is graded by one parallel run. For every chapter: the
+solution handed in as a student would (full autograded marks) and the untouched release (zero). Chapter 01 also gets a planted mistake (partial credit, with the
 visible check's message in the feedback) and an answer that loops forever (stopped by the cell
 timeout while the rest of the class is still graded). This is also the test that executes every
 solution notebook, once, in the `fast` profile.
@@ -50,14 +50,14 @@ def submit(course: Path, student: str, ch: str, nb, name: str | None = None) -> 
     return path
 
 
-def grade(course: Path, cell_timeout: int = 300) -> dict[str, dict]:
+def grade(course: Path, cell_timeout: int = 300) -> list[dict]:
     env = {**os.environ, "COURSE_FAST": "1", "COURSE_CELL_TIMEOUT": str(cell_timeout)}
     p = subprocess.run([sys.executable, "-m", "tools.grade", "--root", str(course)], cwd=course,
                        env=env, capture_output=True, text=True)
     print(p.stdout[-4000:], p.stderr[-4000:])
     assert p.returncode == 0, p.stderr[-4000:]
     with (course / "grading" / "grades.csv").open() as f:
-        return {r["student"]: r for r in csv.DictReader(f)}
+        return list(csv.DictReader(f))
 
 
 def cell_scores(course: Path, ch: str, student: str) -> dict[str, tuple]:
@@ -80,36 +80,67 @@ def digest(folder: Path) -> str:
     return h.hexdigest()
 
 
-@pytest.mark.parametrize("ch", CHAPTERS)
-def test_solution_full_marks_release_zero(ch, course):
-    sol = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
-    submit(course, "a_solution", ch, as_student(ch))
-    submit(course, "b_blank", ch, nbformat.read(REPO / "chapters" / ch / f"{ch}.ipynb", as_version=4))
-    extra = {}
-    if ch == "01_superposition":
-        extra = {
-            "c_planted": as_student(ch, importance_weighted_loss=(
-                "def importance_weighted_loss(out, x, importance):\n"
-                "    return ((x - out).pow(2) * importance).mean((0, 2))\n")),
-            "d_loop": as_student(ch, generate_batch="def generate_batch(*args, **kwargs):\n    while True:\n        pass\n"),
-        }
-        for student, nb in extra.items():
-            submit(course, student, ch, nb)
-    before = digest(course / "grading" / "submitted")
-    rows = grade(course, cell_timeout=45 if extra else 300)
-    assert digest(course / "grading" / "submitted") == before, "grading modified grading/submitted/"
+CELL_TIMEOUT = 120  # per cell: an answer that loops forever costs this much, in one worker
 
+
+def selected_chapters(session) -> list[str]:
+    """The chapters whose tests this session runs (`-k 03_` grades chapter 03 only)."""
+    here = [it for it in session.items if it.module.__name__ == __name__]
+    chs = {it.callspec.params["ch"] for it in here if hasattr(it, "callspec") and "ch" in it.callspec.params}
+    if any(it.name.startswith(("test_partial", "test_submitted")) for it in here):
+        chs.add("01_superposition")
+    return sorted(chs)
+
+
+@pytest.fixture(scope="module")
+def graded(request, tmp_path_factory):
+    """One class handing in every (selected) chapter, graded by one parallel `make grade` run: the
+    solution (a_solution), the untouched release (b_blank) and, for chapter 01, a planted
+    mistake (c_planted) and an answer that never returns (d_loop)."""
+    course = copy_course(tmp_path_factory.mktemp("pipeline") / "course")
+    chapters, ch1 = selected_chapters(request.session), "01_superposition"
+    for ch in chapters:
+        submit(course, "a_solution", ch, as_student(ch))
+        submit(course, "b_blank", ch, nbformat.read(REPO / "chapters" / ch / f"{ch}.ipynb", as_version=4))
+    if ch1 in chapters:
+        submit(course, "c_planted", ch1, as_student(ch1, importance_weighted_loss=(
+            "def importance_weighted_loss(out, x, importance):\n"
+            "    return ((x - out).pow(2) * importance).mean((0, 2))\n")))
+        submit(course, "d_loop", ch1, as_student(
+            ch1, generate_batch="def generate_batch(*args, **kwargs):\n    while True:\n        pass\n"))
+    before = digest(course / "grading" / "submitted")
+    rows = grade(course, cell_timeout=CELL_TIMEOUT)
+    return course, rows, before, chapters
+
+
+def row(rows: list[dict], student: str, ch: str) -> dict:
+    return next(r for r in rows if r["student"] == student and r["chapter"] == ch)
+
+
+def test_submitted_untouched_and_one_row_each(graded):
+    course, rows, before, chapters = graded
+    assert digest(course / "grading" / "submitted") == before, "grading modified grading/submitted/"
+    assert sorted((r["student"], r["chapter"]) for r in rows) == sorted(
+        [(s, ch) for s in ("a_solution", "b_blank") for ch in chapters]
+        + [("c_planted", "01_superposition"), ("d_loop", "01_superposition")])
+
+
+@pytest.mark.parametrize("ch", CHAPTERS)
+def test_solution_full_marks_release_zero(ch, graded):
+    course, rows, _, _ = graded
+    sol = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
     want = points(ch)
     auto = {gid: p for gid, p in want.items()
             if not grade_cells(sol)[gid].metadata["nbgrader"]["solution"]}   # test cells, not written answers
     a = cell_scores(course, ch, "a_solution")
     assert {g: a[g] for g in auto} == {g: (p, p) for g, p in auto.items()}, a
-    assert rows["a_solution"]["status"] == "graded"
+    assert row(rows, "a_solution", ch)["status"] == "graded"
     b = cell_scores(course, ch, "b_blank")
     assert all(score == 0 for score, _ in b.values()), b
-    assert float(rows["b_blank"]["score"]) == 0
+    assert float(row(rows, "b_blank", ch)["score"]) == 0
 
-    for student in ("a_solution", "b_blank", *extra):
+    students = ("a_solution", "b_blank") + (("c_planted", "d_loop") if ch == "01_superposition" else ())
+    for student in students:
         html = (course / "grading" / "feedback" / student / ch / f"{ch}.html").read_text()
         assert "HIDDEN TESTS" not in html, student
         for cell in grade_cells(sol).values():   # no line of a hidden test reaches the feedback
@@ -119,13 +150,20 @@ def test_solution_full_marks_release_zero(ch, course):
                     assert line not in html, f"{student}: hidden test line in feedback: {line}"
     blank = (course / "grading" / "feedback" / "b_blank" / ch / f"{ch}.html").read_text()
     assert "Model answer" not in blank and "Rubric" not in blank
-    if extra:
-        c = cell_scores(course, ch, "c_planted")
-        assert c["test_importance_weighted_loss"] == (0, want["test_importance_weighted_loss"])
-        assert c["test_generate_batch"] == (want["test_generate_batch"],) * 2
-        html = (course / "grading" / "feedback" / "c_planted" / ch / f"{ch}.html").read_text()
-        assert "you averaged over features" in html
-        d = cell_scores(course, ch, "d_loop")
-        assert d["test_generate_batch"][0] == 0
-        assert d["test_importance_weighted_loss"] == (want["test_importance_weighted_loss"],) * 2
-        print({s: rows[s]["score"] for s in rows})
+
+
+def test_partial_credit_and_timeout(graded):
+    """A planted mistake costs exactly its exercise, with the check's message in the feedback; an
+    answer that never returns is stopped by the cell timeout and the rest of its notebook graded."""
+    course, rows, _, _ = graded
+    ch = "01_superposition"
+    want = points(ch)
+    c = cell_scores(course, ch, "c_planted")
+    assert c["test_importance_weighted_loss"] == (0, want["test_importance_weighted_loss"])
+    assert c["test_generate_batch"] == (want["test_generate_batch"],) * 2
+    html = (course / "grading" / "feedback" / "c_planted" / ch / f"{ch}.html").read_text()
+    assert "you averaged over features" in html
+    d = cell_scores(course, ch, "d_loop")
+    assert d["test_generate_batch"][0] == 0
+    assert d["test_importance_weighted_loss"] == (want["test_importance_weighted_loss"],) * 2
+    print({(r["student"], r["chapter"]): r["score"] for r in rows})

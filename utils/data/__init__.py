@@ -1,0 +1,79 @@
+"""The course's text: a labelled offline corpus, and a public text set on the `gpu` profile.
+
+    from utils.data import load_text, load_labelled_tokens, load_dialogue_pairs, CONCEPTS
+    texts = load_text("train")                          # list[str], chosen by profile
+    lt = load_labelled_tokens("heldout", seq_len=128)   # tokens [n, 128], labels [n, 128, n_concepts]
+    pairs = load_dialogue_pairs("heldout")              # prompt + sycophantic / honest continuation
+
+The offline corpus mixes real text read from this Python's standard library (source files and
+the pydoc topics; never copied into the repository) with generated narration, science and
+dialogues whose concepts are labelled per token. See `utils.data.doc.CONCEPTS` for the labels.
+"""
+
+from __future__ import annotations
+
+from utils.data.concepts import auroc, concept_latent_table, linear_probe_auroc, precision_at_recall
+from utils.data.corpus import (
+    LabelledTokens,
+    claim_split,
+    corpus_texts,
+    load_dialogue_pairs,
+    load_docs,
+    load_labelled_tokens,
+)
+from utils.data.doc import CONCEPTS, Doc
+from utils.data.realtext import SPLITS
+
+# The gpu profile's text: the first 10k documents of the Pile, as ARENA's SAE chapters use.
+GPU_TEXT = "NeelNanda/pile-10k"
+_GPU_SPLIT = {"train": (0.0, 0.8), "validation": (0.8, 0.9), "heldout": (0.9, 1.0)}
+
+
+def _profile(profile: str | None) -> str:
+    from utils.models import _profile as choose
+
+    return choose(profile)
+
+
+def load_text(split: str = "train", profile: str | None = None, *, n_docs: int | None = None) -> list[str]:
+    """Documents of a split as plain strings: the Pile (10k docs) on `gpu`, the course corpus otherwise."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if _profile(profile) == "gpu":
+        texts = list(_gpu_dataset()["text"])
+        lo, hi = _GPU_SPLIT[split]
+        texts = texts[int(lo * len(texts)): int(hi * len(texts))]
+    else:
+        texts = corpus_texts(split)
+    return texts[:n_docs] if n_docs is not None else texts
+
+
+def _gpu_dataset():
+    import datasets
+
+    from utils.models import _from_hub
+
+    return _from_hub(f"the text set {GPU_TEXT}", datasets.load_dataset, GPU_TEXT, split="train")
+
+
+def load_hf_dataset(split: str = "train", profile: str | None = None, *, tokenized: bool = False,
+                    seq_len: int = 128, n_docs: int | None = None):
+    """A `datasets.Dataset` for SAELens' runner (`override_dataset`): a "text" column, or with
+    `tokenized=True` (offline only) a "tokens" column of BOS-first rows of `seq_len` tokens."""
+    import datasets
+
+    if tokenized:
+        if _profile(profile) == "gpu":
+            raise ValueError("tokenized=True is for the offline corpus; on gpu let SAELens tokenize the text")
+        lt = load_labelled_tokens(split, seq_len)
+        rows = lt.tokens if n_docs is None else lt.tokens[:n_docs]
+        return datasets.Dataset.from_dict({"tokens": rows.tolist()})
+    return datasets.Dataset.from_dict({"text": load_text(split, profile, n_docs=n_docs)})
+
+
+__all__ = [
+    "CONCEPTS", "SPLITS", "Doc", "LabelledTokens", "GPU_TEXT",
+    "load_text", "load_hf_dataset", "load_docs", "corpus_texts", "load_labelled_tokens",
+    "load_dialogue_pairs", "claim_split",
+    "auroc", "precision_at_recall", "concept_latent_table", "linear_probe_auroc",
+]

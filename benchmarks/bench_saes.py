@@ -1,0 +1,280 @@
+"""Benchmark of the SAE library: throughput, the SAELens comparison, and toy-model recovery.
+
+    .venv/bin/python benchmarks/bench_saes.py                 # everything (~20-30 min on 2 idle cores)
+    .venv/bin/python benchmarks/bench_saes.py --only throughput,saelens --quick
+    .venv/bin/python benchmarks/bench_saes.py --only recovery --jobs 4   # recovery runs in parallel
+
+Prints figures from one run and the bars of issue 3 next to them; it asserts nothing about
+timings (the CPU is shared, so throughput varies 2-5x between runs: compare within a run).
+
+1. matmul: a plain [4096 512] @ [512 4096] fp32 matmul's GFLOP/s, and the ReLU SAE step's
+   achieved GFLOP/s at the same shape (5 matmuls of that size per step: 2 forward, 3 backward).
+2. throughput: the course trainer's tokens/s at batch 4096 for ReLU at 128x1024 and 512x4096,
+   and TopK dense vs sparse (embedding_bag) decoding at 512x4096.
+3. saelens: the course trainer vs SAELens' SAETrainer on identical cached activations of the
+   shipped tiny LM (same d_in, d_sae, architecture, batch, steps, lr and warm-up/decay schedule;
+   each trainer otherwise as it ships, e.g. SAELens clips gradients and uses its dense TopK):
+   tokens/s, ratio, and EV and L0 on held-out activations.
+4. recovery: every variant on the Sharkey et al. toy (256 dims, 512 true features, ~5 active):
+   MMCS and the fraction of features matched at cosine > 0.9; then 2x width, dead latents with
+   and without AuxK / resampling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+warnings.filterwarnings("ignore")
+
+import torch  # noqa: E402
+
+from utils import metrics  # noqa: E402
+from utils.saes import build_sae  # noqa: E402
+from utils.train import TensorSource, TrainConfig, cache_activations, train_sae  # noqa: E402
+
+THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+torch.set_num_threads(THREADS)
+BATCH = 4096
+HOOK = "blocks.2.hook_resid_pre"  # the shipped SAEs' site
+
+
+def stamped(batches, stamps: list[float]):
+    """Yield the batches, recording the time of each request: stamps[i+1] − stamps[i] is one step."""
+    for b in batches:
+        stamps.append(time.perf_counter())
+        yield b
+
+
+def steady_rate(stamps: list[float], batch: int, skip: int) -> float:
+    """Tokens/s over the steps after the first `skip` (compilation, allocator and cache warm-up)."""
+    n = len(stamps) - 1 - skip
+    return batch * n / (stamps[-1] - stamps[skip])
+
+
+def course_run(sae, x, steps: int, lr: float = 1e-3, skip: int = 3, **cfg) -> tuple[float, object]:
+    """(tokens/s, trained SAE) for the course trainer on tensor `x`, one batch used for init."""
+    stamps: list[float] = []
+    tc = TrainConfig(steps=steps, lr=lr, warmup_steps=min(100, steps // 10), init_samples=BATCH,
+                     log_every=max(steps, 1), **cfg)
+    res = train_sae(sae, stamped(TensorSource(x, BATCH), stamps), tc, progress=False)
+    # stamps[0] is the init batch (also step 0's); stamps[i] (i ≥ 1) is requested after step i−1.
+    return steady_rate(stamps[1:], BATCH, skip), res.sae
+
+
+def header(title: str) -> None:
+    print(f"\n=== {title} " + "=" * max(0, 86 - len(title)), flush=True)
+
+
+# ---- 1. matmul and SAE-step GFLOP/s ---------------------------------------------------------------
+def bench_matmul(quick: bool) -> None:
+    header("1. SAE step vs plain matmul (fp32, batch 4096, 512 x 4096)")
+    B, d_in, d_sae = BATCH, 512, 4096
+    a, w = torch.randn(B, d_in), torch.randn(d_in, d_sae)
+    for _ in range(3):
+        a @ w
+    reps, best = 5 if quick else 10, float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ w
+        best = min(best, time.perf_counter() - t)
+    flops = 2 * B * d_in * d_sae
+    mm = flops / best / 1e9
+    x = torch.randn(60_000, d_in)
+    rate, _ = course_run(build_sae("relu", d_in=d_in, d_sae=d_sae, l1_coeff=0.1, init_seed=0), x,
+                         steps=8 if quick else 14)
+    step_s = BATCH / rate
+    sae = 5 * flops / step_s / 1e9  # encode, decode, and 3 backward matmuls (g_z, g_W_enc, g_W_dec)
+    print(f"plain matmul [4096x512]@[512x4096]: {best * 1e3:7.1f} ms  {mm:6.1f} GFLOP/s  (best of {reps})")
+    print(f"ReLU SAE train step (5 such matmuls + Adam + bookkeeping): {step_s * 1e3:7.1f} ms  {sae:6.1f} GFLOP/s"
+          f"  = {sae / mm:.0%} of matmul  [bar >= 50%]")
+
+
+# ---- 2. throughput --------------------------------------------------------------------------------
+def bench_throughput(quick: bool) -> None:
+    header("2. course trainer throughput (fp32, batch 4096, tokens/s, steady state)")
+    rows = [  # (label, variant, d_in, d_sae, kwargs, bar)
+        ("ReLU+L1 128x1024", "relu", 128, 1024, {"l1_coeff": 0.1}, ">= 40k"),
+        ("TopK k=32 128x1024 (sparse decode)", "topk", 128, 1024, {"k": 32}, ""),
+        ("ReLU+L1 512x4096", "relu", 512, 4096, {"l1_coeff": 0.1}, ">= 2k"),
+        ("TopK k=32 512x4096 dense decode", "topk", 512, 4096, {"k": 32, "sparse_decode": False}, ""),
+        ("TopK k=32 512x4096 sparse decode", "topk", 512, 4096, {"k": 32, "sparse_decode": True},
+         ">= 2x dense"),
+    ]
+    rates = {}
+    for label, variant, d_in, d_sae, kw, bar in rows:
+        small = d_in == 128
+        steps = (25 if small else 8) if quick else (60 if small else 14)
+        x = torch.randn(BATCH * 8, d_in)
+        rates[label], _ = course_run(build_sae(variant, d_in=d_in, d_sae=d_sae, init_seed=0, **kw), x, steps)
+        print(f"{label:38s} {rates[label]:10,.0f} tok/s   {('[bar ' + bar + ']') if bar else ''}", flush=True)
+    ratio = rates["TopK k=32 512x4096 sparse decode"] / rates["TopK k=32 512x4096 dense decode"]
+    print(f"TopK sparse / dense at 512x4096: {ratio:.2f}x  [bar >= 2x]")
+
+
+# ---- 3. SAELens comparison -------------------------------------------------------------------------
+def cached_lm_activations(n_seq: int) -> torch.Tensor:
+    """Activations of the shipped tiny LM at HOOK, cached on disk under build/bench/ after the first run."""
+    path = REPO / "build" / "bench" / f"acts_{HOOK}_{n_seq}.pt"
+    if path.exists():
+        return torch.load(path, mmap=True)
+    from utils.data.corpus import load_labelled_tokens
+    from utils.models import load_model
+
+    model = load_model("cpu")
+    toks = torch.from_numpy(load_labelled_tokens("train", n_seq=n_seq).tokens.astype("int64"))
+    return cache_activations(model, HOOK, toks.split(32), path, drop_first=True)
+
+
+def saelens_run(arch: str, x: torch.Tensor, d_sae: int, steps: int, lr: float, skip: int = 3, **kw):
+    """(tokens/s, SAELens training SAE) for SAELens' SAETrainer on tensor `x`."""
+    from sae_lens.config import LoggingConfig, SAETrainerConfig
+    from sae_lens.saes import (StandardTrainingSAE, StandardTrainingSAEConfig, TopKTrainingSAE,
+                               TopKTrainingSAEConfig)
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    cls, cfg_cls = {"standard": (StandardTrainingSAE, StandardTrainingSAEConfig),
+                    "topk": (TopKTrainingSAE, TopKTrainingSAEConfig)}[arch]
+    torch.manual_seed(0)
+    sae = cls(cfg_cls(d_in=x.shape[-1], d_sae=d_sae, normalize_activations="none", device="cpu", **kw))
+    warm = min(100, steps // 10)
+    tcfg = SAETrainerConfig(total_training_samples=steps * BATCH, train_batch_size_samples=BATCH, lr=lr,
+                            lr_end=lr / 10, lr_warm_up_steps=warm, lr_decay_steps=int(0.2 * steps), device="cpu",
+                            logger=LoggingConfig(log_to_wandb=False))
+    stamps: list[float] = []
+    trainer = SAETrainer(cfg=tcfg, sae=sae, data_provider=stamped(iter(TensorSource(x, BATCH)), stamps))
+
+    with open(os.devnull, "w") as null:  # SAETrainer's progress bar has no off switch
+        old, sys.stderr = sys.stderr, null
+        try:
+            trainer.fit()
+        finally:
+            sys.stderr = old
+    return steady_rate(stamps, BATCH, skip), trainer.sae
+
+
+@torch.no_grad()
+def _eval(encode, decode, x) -> tuple[float, float]:
+    acts = encode(x)
+    return float(metrics.explained_variance(x, decode(acts))), float(metrics.l0(acts))
+
+
+def bench_saelens(quick: bool) -> None:
+    d_sae, lr = 1024, 1e-3
+    steps = 40 if quick else 150
+    header(f"3. course trainer vs SAELens SAETrainer: identical cached activations, {HOOK}, "
+           f"d_sae {d_sae}, batch {BATCH}, {steps} steps, lr {lr}")
+    acts = cached_lm_activations(600).float()  # 600 x 127 tokens
+    # One fixed rescaling so that E‖x‖² = 1 for both trainers (SAELens then runs with
+    # normalize_activations="none", the course trainer's own normalisation finds scale ≈ 1):
+    # the same coefficient then means the same penalty in both.
+    acts = acts * acts.pow(2).sum(-1).mean().rsqrt()
+    n_eval = 16_384
+    x_train, x_eval = acts[:-n_eval].contiguous(), acts[-n_eval:].contiguous()
+    print(f"activations: {tuple(acts.shape)} (train {x_train.shape[0]:,}, held out {n_eval:,}), "
+          "cached under build/bench/")
+    print(f"{'architecture':30s} {'trainer':8s} {'tok/s':>9s} {'ratio':>6s} {'EV':>7s} {'L0':>7s}")
+    for arch, course_variant, course_kw, lens_kw in [
+        ("TopK k=32", "topk", {"k": 32}, {"k": 32}),
+        ("ReLU+L1 (standard) l1=0.1", "relu", {"l1_coeff": 0.1}, {"l1_coefficient": 0.1}),
+    ]:
+        lens_arch = "topk" if course_variant == "topk" else "standard"
+        ours_rate, ours = course_run(build_sae(course_variant, d_in=acts.shape[-1], d_sae=d_sae, init_seed=0,
+                                               **course_kw), x_train, steps, lr=lr)
+        lens_rate, lens = saelens_run(lens_arch, x_train, d_sae, steps, lr, **lens_kw)
+        lens.eval()
+        ev_o, l0_o = _eval(ours.encode, ours.decode, x_eval)
+        ev_l, l0_l = _eval(lens.encode, lens.decode, x_eval)
+        print(f"{arch:30s} {'course':8s} {ours_rate:9,.0f} {ours_rate / lens_rate:5.2f}x {ev_o:7.4f} {l0_o:7.1f}")
+        print(f"{'':30s} {'SAELens':8s} {lens_rate:9,.0f} {1.0:5.2f}x {ev_l:7.4f} {l0_l:7.1f}", flush=True)
+    print("[bar: course >= 2x SAELens tok/s at >= equal EV for matched L0 (TopK: L0 = k on both sides)]")
+
+
+# ---- 4. toy-model recovery --------------------------------------------------------------------------
+RECOVERY = {  # variant -> SAE settings on the toy (inputs normalised to E‖x‖² = 1 by the trainer)
+    "relu": {"l1_coeff": 0.1},
+    "gated": {"l1_coeff": 0.1},
+    "jumprelu": {"l0_coeff": 3e-3, "bandwidth": 0.05, "init_threshold": 0.05},
+    "topk": {"k": 5},
+    "batchtopk": {"k": 5},
+    "seed_relu": {"l1_coeff": 1.0},
+    "seed_gated": {"l1_coeff": 1.0},
+}
+
+
+def _recovery_task(task: tuple) -> dict:
+    from utils.synthetic import run_recovery
+
+    label, variant, d_sae, steps, kw, train, threads = task
+    torch.set_num_threads(threads)
+    r = run_recovery(variant, d_sae=d_sae, steps=steps, train_kwargs=train, **kw)
+    return {"label": label, **{k: v for k, v in r.items() if k not in ("sae", "history")}}
+
+
+def bench_recovery(quick: bool, jobs: int = 1) -> None:
+    steps = 300 if quick else 2000
+    header(f"4. toy-model recovery: 256 dims, 512 true features, ~5 active, batch 1024, {steps} steps")
+    threads = THREADS if jobs == 1 else 1
+    tasks = [(v, v, 512, steps, kw, {}, threads) for v, kw in RECOVERY.items()]
+    dead_window = 50 * 1024  # silent for 50 steps: dead, for AuxK
+    tasks += [
+        ("topk-noaux", "topk", 1024, steps, {"k": 5, "auxk_coeff": 0.0}, {}, threads),
+        ("topk+AuxK", "topk", 1024, steps, {"k": 5, "dead_tokens": dead_window}, {}, threads),
+        ("relu+resamp", "relu", 1024, steps, {"l1_coeff": 0.1}, {"resample_every": max(steps // 8, 25)}, threads),
+    ]
+    print(f"{'variant':11s} {'d_sae':>5s} {'MMCS':>7s} {'>0.9':>7s} {'rev MMCS':>8s} {'L0':>6s} {'EV':>6s} "
+          f"{'dead':>6s} {'time':>6s}")
+    pool = None
+    if jobs > 1:  # independent runs, one thread each: the times are then not the 2-thread bar's
+        print(f"({jobs} runs in parallel, 1 thread each: times are not comparable with the 180 s bar)")
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn, not fork: a child forked from a process with a live OpenMP pool can hang
+        pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    results = pool.map(_recovery_task, tasks) if pool else map(_recovery_task, tasks)
+    for r in results:  # in order, each as soon as it is done
+        if r["label"] == "topk-noaux":
+            print("[bar: MMCS >= 0.99 and 100% matched at cos > 0.9 for relu, gated, jumprelu, topk, batchtopk,"
+                  " each <= 180 s; seed_* are the seed's forms, for comparison]")
+            print("2x width (1024 latents): dead latents over 16,384 held-out samples")
+        print(f"{r['label']:11s} {r['d_sae']:5d} {r['mmcs']:7.4f} {r['frac_matched']:7.1%} {r['mmcs_reverse']:8.3f} "
+              f"{r['l0']:6.2f} {r['explained_variance']:6.3f} {r['dead_fraction']:6.1%} {r['seconds']:5.0f}s",
+              flush=True)
+    print("[bar: dead <= 5% with AuxK or resampling]")
+    if pool:
+        pool.shutdown()
+
+
+SECTIONS = {"matmul": bench_matmul, "throughput": bench_throughput, "saelens": bench_saelens,
+            "recovery": bench_recovery}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated sections of {list(SECTIONS)}")
+    p.add_argument("--quick", action="store_true", help="fewer steps: a smoke run, not the figures")
+    p.add_argument("--jobs", type=int, default=1, help="recovery runs in parallel (1 thread each)")
+    args = p.parse_args()
+    unknown = set(args.only.split(",")) - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections {sorted(unknown)}; choose from {list(SECTIONS)}")
+    print(f"bench_saes: torch {torch.__version__}, {torch.get_num_threads()} threads, fp32, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
+    t0 = time.perf_counter()
+    for name in args.only.split(","):
+        if name == "recovery":
+            bench_recovery(args.quick, args.jobs)
+        else:
+            SECTIONS[name](args.quick)
+    print(f"\nbench_saes: done in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The shared base of every SAE in the course: decoder, b_dec, renormalisation, loss bookkeeping.
+
+    x_hat = acts W_dec + b_dec,    loss = Σ_name losses[name]
+
+A variant owns `encode_with_pre` (its activation function) and `loss_terms` (its sparsity and
+auxiliary losses); the base owns everything the trainer touches, so the training loop never
+branches on the architecture:
+
+    out = sae.output(x); loss = sum(out.losses.values()); loss.backward()
+    sae.before_optimizer_step_(); opt.step(); sae.after_optimizer_step_(out)
+
+Shapes use one vocabulary: `... d_in` for inputs (any leading dims), `d_sae` latents.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass
+from typing import ClassVar, NamedTuple
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor, nn
+
+from utils import losses as L
+
+
+def shape_checked(fn):
+    """jaxtyping + beartype shape checks under pytest only (STYLE.md, "Shapes"); free otherwise."""
+    if "pytest" not in sys.modules:
+        return fn
+    try:
+        from beartype import beartype
+        from jaxtyping import jaxtyped
+    except ImportError:  # beartype is a dev dependency
+        return fn
+    return jaxtyped(typechecker=beartype)(fn)
+
+
+@dataclass(kw_only=True)
+class SAEConfig:
+    d_in: int  # width of the activations (d_model for a residual stream)
+    d_sae: int  # number of latents (expansion ratio × d_in)
+    unit_norm_decoder: bool = True  # keep ‖W_dec[i]‖ = 1 and project its gradient (Bricken et al. 2023)
+    init_seed: int | None = None  # seed of the weight initialisation (None: torch's global RNG)
+    hook_name: str | None = None  # TransformerLens hook the activations come from (kept for SAELens)
+    model_name: str | None = None  # the model those activations come from (kept for SAELens)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SAEOutput(NamedTuple):
+    """What `SAE.output` returns: the reconstruction, the code, and the loss terms."""
+
+    x_hat: Float[Tensor, "... d_in"]
+    """Reconstruction of the input."""
+    acts: Float[Tensor, "... d_sae"]
+    """Latent activations (the sparse code); zero means "not firing"."""
+    losses: dict[str, Tensor]
+    """Scalar loss terms whose sum is the training loss: "recon", and per variant "sparsity", "aux"."""
+
+
+class SAE(nn.Module):
+    """Base class. Subclasses set `config_class` and implement `encode_with_pre` and `loss_terms`.
+
+    Parameters: W_enc [d_in d_sae], b_enc [d_sae], W_dec [d_sae d_in], b_dec [d_in].
+    """
+
+    config_class: ClassVar[type[SAEConfig]] = SAEConfig
+    # Which axis of each parameter indexes latents: resampling uses it to reinitialise rows and
+    # reset their Adam state; variants with more per-latent parameters extend it.
+    LATENT_AXES: ClassVar[dict[str, int]] = {"W_enc": 1, "b_enc": 0, "W_dec": 0}
+
+    def __init__(self, cfg: SAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        gen = None if cfg.init_seed is None else torch.Generator().manual_seed(cfg.init_seed)
+        self.init_weights_(gen)
+        # Tokens seen since each latent last fired: one counter serves the dead fraction in the
+        # history, AuxK's dead mask and resampling (float so it never overflows in long runs).
+        self.register_buffer("tokens_since_fired", torch.zeros(cfg.d_sae))
+        # Multiplier of the sparsity coefficient, set by the trainer during warm-up (1 = full).
+        self.sparsity_scale = 1.0
+
+    # ---- initialisation ------------------------------------------------------------------
+    def init_weights_(self, gen: torch.Generator | None) -> None:
+        """Unit-norm random decoder rows, encoder tied to their transpose (Gao et al. 2024, §2.4)."""
+        d_in, d_sae = self.cfg.d_in, self.cfg.d_sae
+        W_dec = torch.randn(d_sae, d_in, generator=gen)
+        W_dec /= W_dec.norm(dim=-1, keepdim=True)
+        self.W_dec = nn.Parameter(W_dec)  # [d_sae d_in]
+        self.W_enc = nn.Parameter(W_dec.T.clone().contiguous())  # [d_in d_sae]
+        self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+
+    @torch.no_grad()
+    def init_b_dec_(self, b: Float[Tensor, "d_in"]) -> None:
+        """Set b_dec, e.g. to the geometric median of the data (Bricken et al. 2023)."""
+        self.b_dec.copy_(b)
+
+    # ---- the model -----------------------------------------------------------------------
+    def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
+        """(acts, pre_acts): the code and the pre-activation the variant's losses need."""
+        raise NotImplementedError
+
+    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        return self.encode_with_pre(x)[0]
+
+    @shape_checked
+    def decode(self, acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
+        return acts @ self.W_dec + self.b_dec
+
+    def loss_terms(self, x: Tensor, x_hat: Tensor, acts: Tensor, pre_acts: Tensor) -> dict[str, Tensor]:
+        """Σ_b ‖x − x̂‖² / batch; variants add "sparsity" and "aux" terms."""
+        return {"recon": L.reconstruction_loss(x, x_hat)}
+
+    def output(self, x: Float[Tensor, "... d_in"]) -> SAEOutput:
+        """Reconstruction, code and loss terms: what `forward` returns and the trainer uses."""
+        acts, pre_acts = self.encode_with_pre(x)
+        x_hat = self.decode(acts)
+        return SAEOutput(x_hat, acts, self.loss_terms(x, x_hat, acts, pre_acts))
+
+    def forward(self, x: Float[Tensor, "... d_in"]) -> SAEOutput:
+        return self.output(x)
+
+    def loss(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, ""]:
+        """The training loss: the sum of the loss terms."""
+        return sum(self.output(x).losses.values())
+
+    # ---- decoder constraint (Bricken et al. 2023; Gao et al. 2024 §A.2) -----------------------
+    @torch.no_grad()
+    def normalize_decoder_(self) -> None:
+        """Rescale every decoder row to unit norm (after each optimiser step)."""
+        self.W_dec.div_(self.W_dec.norm(dim=-1, keepdim=True).clamp_min(1e-8))
+
+    @torch.no_grad()
+    def project_decoder_grad_(self) -> None:
+        """Remove the gradient component parallel to each decoder row (before each step).
+
+        With rows on the unit sphere, the parallel part would only change their norm, which
+        renormalisation undoes; removing it makes Adam's step a tangent move.
+        """
+        W, G = self.W_dec, self.W_dec.grad
+        if G is None:
+            return
+        G.sub_((G * W).sum(-1, keepdim=True) * W)
+
+    # ---- training hooks (the trainer calls these; variants extend them) ----------------------
+    def before_optimizer_step_(self) -> None:
+        if self.cfg.unit_norm_decoder:
+            self.project_decoder_grad_()
+
+    @torch.no_grad()
+    def after_optimizer_step_(self, out: SAEOutput) -> None:
+        if self.cfg.unit_norm_decoder:
+            self.normalize_decoder_()
+        self.update_firing_(out.acts)
+
+    @torch.no_grad()
+    def update_firing_(self, acts: Float[Tensor, "... d_sae"]) -> None:
+        n_tokens = acts.shape[:-1].numel()
+        self.tokens_since_fired += n_tokens
+        if acts.is_sparse:  # sparse codes (TopK with sparse decoding): the latents listed are the candidates
+            fired = acts._indices()[-1][acts._values() != 0]
+            self.tokens_since_fired[fired] = 0.0
+        else:
+            self.tokens_since_fired.masked_fill_((acts.reshape(n_tokens, -1) != 0).any(0), 0.0)
+
+    def dead_mask(self, window_tokens: float) -> Bool[Tensor, "d_sae"]:
+        """Latents that have not fired in the last `window_tokens` training tokens."""
+        return self.tokens_since_fired >= window_tokens
+
+    # ---- surgery -------------------------------------------------------------------------
+    @torch.no_grad()
+    def reinit_latents_(
+        self,
+        idx: Tensor,
+        dec_dirs: Float[Tensor, "n d_in"],
+        enc_dirs: Float[Tensor, "n d_in"],
+    ) -> None:
+        """Point latents `idx` at new directions (resampling); their biases restart at zero."""
+        self.W_dec[idx] = dec_dirs
+        self.W_enc[:, idx] = enc_dirs.T
+        self.b_enc[idx] = 0.0
+        self.tokens_since_fired[idx] = 0.0
+
+    @torch.no_grad()
+    def fold_input_scale_(self, c: float) -> None:
+        """Turn an SAE trained on x·c into one for raw x, with identical outputs (up to ×1/c).
+
+        Dividing every quantity measured in activation units (biases, thresholds) by c gives
+        acts_raw = acts/c and x̂_raw = x̂/c, and keeps the decoder rows at unit norm.
+        """
+        self.b_dec.div_(c)
+        self.b_enc.div_(c)
+
+    # ---- conveniences ----------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.W_dec.device
+
+    def extra_repr(self) -> str:
+        return f"d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}"
