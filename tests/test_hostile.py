@@ -159,7 +159,8 @@ for _p in [f"{{_repo}}/solutions/{ch}/{ch}.ipynb", f"{{_course}}/solutions/{ch}/
             _report["found"].append(_p)
     except Exception as _e:
         _report["errors"][_p] = type(_e).__name__
-for _top in sorted({{"/work", "/tmp", "/root", "/home", "/var/tmp", "/srv", "/mnt", "/dev/shm", _course, _repo}}):
+_skip = {{"proc", "sys", "dev", "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "boot"}}
+for _top in sorted({{"/" + d for d in os.listdir("/") if d not in _skip}} | {{"/dev/shm", _course, _repo}}):
     for _dir, _dirs, _files in os.walk(_top):
         _dirs[:] = [d for d in _dirs if d not in ("site-packages", "node_modules", "__pycache__", ".library")]
         for _f in _files:

@@ -284,13 +284,25 @@ def keep_paths() -> list[str]:
 
 
 PROJECT_MARKERS = ("solutions", ".git", "nbgrader_config.py", "pyproject.toml", "grading")
+# top-level folders a kernel keeps seeing (the operating system); every other one (/home, /root,
+# /work, /srv, /mnt, /opt, ...) is hidden, because another copy of the course, an instructor's
+# own checkout with its solutions, or someone's gradebook may lie anywhere there
+SYSTEM_DIRS = {"bin", "sbin", "lib", "lib32", "lib64", "libx32", "usr", "etc", "dev", "proc", "sys",
+               "run", "tmp", "var"}
 
 
 def hide_paths(root: Path) -> list[str]:
-    """Folders the kernel must not see: the course, this checkout, the grader's home, and any
-    project folder the environment or the `utils` library is installed from (an editable
-    install lives in a checkout that holds solutions/ and .git)."""
+    """Folders the kernel must not see: every top-level folder that is not the operating
+    system's, the course, this checkout, the grader's home, and any project folder the
+    environment or the `utils` library is installed from (an editable install lives in a
+    checkout that holds solutions/ and .git)."""
     hide = {str(root), str(REPO), str(grading_dir(root)), os.path.expanduser("~")}
+    for top in Path("/").iterdir():
+        try:
+            if top.name not in SYSTEM_DIRS and top.is_dir() and not top.is_symlink():
+                hide.add(str(top))
+        except OSError:
+            continue
     for name in ("HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         if os.environ.get(name):
             hide.add(os.environ[name])

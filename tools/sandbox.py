@@ -5,9 +5,11 @@ nbgrader starts the kernel through this file (a kernelspec whose `argv` is
 kernel (same process, `exec`), it:
 
 1. enters a private mount namespace and mounts empty file systems over the course folder, the
-   repository, the grader's home and the jobs folder (so `solutions/`, `.git`, `grading/`, the
-   gradebooks and every other student's files are simply not there), then binds back read-only
-   the few folders a kernel needs (the Python environment and the `utils` library);
+   repository, the grader's home, the jobs folder and every top-level folder that is not the
+   operating system's (/home, /root, /work, /srv, /opt, ...: other checkouts of the course may
+   lie there), so `solutions/`, `.git`, `grading/`, the gradebooks and every other student's
+   files are simply not there; then binds back read-only the few folders a kernel needs (the
+   Python environment and the `utils` library);
 2. gives the kernel its own empty `/tmp`, `/var/tmp` and `/dev/shm` (size-limited), with
    `HOME=/tmp/home` and the working directory `/tmp/work`;
 3. builds the environment from a short allow-list (no tokens, keys, secrets or cloud
