@@ -3,6 +3,7 @@
     python -m utils.build_assets                 # the shipped assets (about an hour on 2 cores)
     python -m utils.build_assets --mini OUTDIR   # a miniature end-to-end build in seconds (tests)
     python -m utils.build_assets --stage lm      # stop after a stage (corpus, lm, eval)
+    python -m utils.build_assets --stage saes    # retrain only the SAEs, on the LM already built
 
 Every stage is deterministic from `BuildConfig.seed`. The LM's checkpoint is saved every few
 steps under `utils/assets/_build/` (git-ignored), so an interrupted build resumes where it stopped;
@@ -65,10 +66,10 @@ class BuildConfig:
     # fields above. Coefficients are in the trainer's units: inputs scaled to E‖x‖² = 1, so the
     # reconstruction loss is at most ~0.9 here and λ is per active unit (L1) or per latent (L0).
     sae_settings: dict = field(default_factory=lambda: {
-        "relu": {"l1_coeff": 0.13, "steps": 2000},
-        "gated": {"l1_coeff": 0.25, "d_sae": 1024, "steps": 800},
+        "relu": {"l1_coeff": 0.12, "steps": 4000},
+        "gated": {"l1_coeff": 0.2, "d_sae": 2048, "steps": 1500},
         "jumprelu": {"l0_coeff": 0.003, "d_sae": 1024, "steps": 1000},
-        "topk": {"k": 32},
+        "topk": {"k": 32, "d_sae": 4096, "steps": 4000},
     })
 
     @property
@@ -466,14 +467,11 @@ def _sizes(out: Path) -> dict[str, int]:
 
 
 def _versions() -> dict[str, str]:
-    import sae_lens
-    import tokenizers
-    import transformer_lens
-    import transformers
+    from importlib.metadata import version
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "sae_lens": sae_lens.__version__,
-            "transformer_lens": getattr(transformer_lens, "__version__", "?"),
-            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            **{name.replace("-", "_"): version(name)
+               for name in ("sae-lens", "transformer-lens", "transformers", "tokenizers")}}
 
 
 def build(out: Path, cfg: BuildConfig, *, stage: str = "all", build_dir: Path | None = None,
@@ -498,15 +496,19 @@ def build(out: Path, cfg: BuildConfig, *, stage: str = "all", build_dir: Path | 
     if stage == "corpus":
         return man
 
-    model, history = train_lm(cfg, tokenizer, stream, build_dir)
-    save_lm(model, cfg, out)
-    man["lm"] = {"config": lm_config(cfg), "train_tokens_seen": cfg.lm_steps * cfg.lm_batch * cfg.n_ctx,
-                 "loss_history": [h for h in history if h["step"] % 10 == 0 or h["step"] == len(history)]}
+    if stage == "saes":  # retrain only the SAEs, on the LM already in `out`
+        model, man["lm"] = shipped_lm(cfg, out)
+    else:
+        model, history = train_lm(cfg, tokenizer, stream, build_dir)
+        save_lm(model, cfg, out)
+        man["lm"] = {"config": lm_config(cfg), "train_tokens_seen": cfg.lm_steps * cfg.lm_batch * cfg.n_ctx,
+                     "loss_history": [h for h in history if h["step"] % 10 == 0 or h["step"] == len(history)]}
     if stage == "lm":
         return man
 
     val_x, held_x = residuals(model, val.tokens, cfg.hook_name), residuals(model, held.tokens, cfg.hook_name)
-    man["lm"] |= evaluate_lm(model, cfg, stream, val, held, val_x, held_x, build_dir)
+    if stage != "saes":
+        man["lm"] |= evaluate_lm(model, cfg, stream, val, held, val_x, held_x, build_dir)
     if stage == "eval":
         return man
 
@@ -530,6 +532,22 @@ def build(out: Path, cfg: BuildConfig, *, stage: str = "all", build_dir: Path | 
     return man
 
 
+def shipped_lm(cfg: BuildConfig, out: Path):
+    """(model, its manifest entry) of the LM already built into `out`, for `--stage saes`.
+
+    Refuses when that LM was built with other settings than `cfg`: the SAEs must match it.
+    """
+    from utils.models import load_model
+
+    if not (out / "manifest.json").exists() or not (out / "model" / "model.safetensors").exists():
+        raise SystemExit(f"--stage saes needs an LM already built into {out}: run the full build first")
+    lm = json.loads((out / "manifest.json").read_text()).get("lm", {})
+    if lm.get("config") != json.loads(json.dumps(lm_config(cfg))):
+        raise SystemExit(f"the LM in {out} was built with other settings than this build's: "
+                         "run the full build (without --stage saes)")
+    return load_model("cpu", root=out), lm
+
+
 def _add_metrics_to_cfg(path: Path, metrics: dict) -> None:
     """Record the SAE's evaluation in its SAELens cfg.json (under metadata, which SAELens keeps)."""
     cfg_path = path / "cfg.json"
@@ -543,7 +561,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mini", metavar="OUTDIR", help="build a miniature world into OUTDIR (seconds)")
     ap.add_argument("--out", default=str(ASSETS), help="where to build (default: utils/assets)")
-    ap.add_argument("--stage", default="all", choices=["corpus", "lm", "eval", "all"])
+    ap.add_argument("--stage", default="all", choices=["corpus", "lm", "eval", "saes", "all"],
+                    help="stop after this stage; `saes` retrains only the SAEs on the LM already built")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     out, cfg = (Path(args.mini), mini_config()) if args.mini else (Path(args.out), BuildConfig())
