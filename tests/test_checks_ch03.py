@@ -7,19 +7,14 @@ import pytest
 import torch
 
 from utils import losses, metrics
-from utils.checks import CheckFailed
+from _helpers import fails as _fails
+from _helpers import mine as _mine
 from utils.checks import ch03 as checks
 from utils.saes import SeedReLUConfig, SeedSparseAutoencoder
 
 
-def _mine(fn):
-    fn.__module__ = "__main__"
-    return fn
 
 
-def _fails(check, *args, match: str):
-    with pytest.raises(CheckFailed, match=match):
-        check(*args)
 
 
 # ---- exercise 1 ------------------------------------------------------------------------------------

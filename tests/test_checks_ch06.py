@@ -7,6 +7,9 @@ import pytest
 import torch
 
 from utils import dashboards, steering
+from _helpers import fails as _fails
+from _helpers import tiny_hooked
+from _helpers import mine as _mine
 from utils.checks import CheckFailed
 from utils.checks import ch06 as checks
 
@@ -14,38 +17,13 @@ from utils.checks import ch06 as checks
 # `__main__`, so each is re-homed there before it is checked.
 
 
-def _mine(fn):
-    fn.__module__ = "__main__"
-    return fn
 
 
-def _fails(check, *args, match: str):
-    with pytest.raises(CheckFailed, match=match):
-        check(*args)
 
 
 @pytest.fixture(scope="module")
 def world():
-    pytest.importorskip("sae_lens")
-    from sae_lens import HookedSAETransformer
-    from transformer_lens import HookedTransformerConfig
-
-    from utils.interop import to_saelens
-    from utils.saes import build_sae
-
-    try:
-        from utils.models import load_tokenizer
-
-        tok = load_tokenizer("cpu")
-    except FileNotFoundError:
-        pytest.skip("shipped tokenizer not built")
-    torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, d_vocab=len(tok),
-                                  n_ctx=64, act_fn="gelu", normalization_type="LN")
-    model = HookedSAETransformer(cfg, tokenizer=tok).eval()
-    sae = to_saelens(build_sae("topk", d_in=32, d_sae=64, k=6, init_seed=0, hook_name="blocks.1.hook_resid_pre"))
-    tokens = torch.randint(1, len(tok), (6, 20))
-    tokens[:, 0] = tok.bos_token_id
+    model, sae, tokens = tiny_hooked(n_ctx=64, k=6, n_seq=6, seq=20, saelens=True)
     with torch.no_grad():
         yield model, sae, tokens
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from _helpers import tiny_hooked
 from utils import dashboards as D
 
 
@@ -111,27 +112,7 @@ def test_dashboard_displays_inline():
 @pytest.fixture(scope="module")
 def tiny():
     """A random 2-layer HookedSAETransformer with the shipped tokenizer and a random TopK SAE (SAELens)."""
-    pytest.importorskip("sae_lens")
-    from sae_lens import HookedSAETransformer
-    from transformer_lens import HookedTransformerConfig
-
-    from utils.interop import to_saelens
-    from utils.saes import build_sae
-
-    try:
-        from utils.models import load_tokenizer
-
-        tok = load_tokenizer("cpu")
-    except FileNotFoundError:
-        pytest.skip("shipped tokenizer not built")
-    torch.manual_seed(0)
-    cfg = HookedTransformerConfig(n_layers=2, d_model=32, n_heads=2, d_head=16, d_mlp=64, d_vocab=len(tok),
-                                  n_ctx=32, act_fn="gelu", normalization_type="LN")
-    model = HookedSAETransformer(cfg, tokenizer=tok).eval()
-    sae = to_saelens(build_sae("topk", d_in=32, d_sae=64, k=4, init_seed=0, hook_name="blocks.1.hook_resid_pre"))
-    tokens = torch.randint(1, len(tok), (6, 16))
-    tokens[:, 0] = tok.bos_token_id
-    return model, sae, tokens
+    return tiny_hooked(n_ctx=32, k=4, n_seq=6, seq=16, saelens=True)
 
 
 def test_collect_and_encode_match_saelens_cache(tiny):
