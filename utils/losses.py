@@ -27,6 +27,12 @@ def sae_loss(x, reconstructed, latents, l1_coeff):
     return reconstruction_loss + l1_coeff * sparsity_loss
 
 
+def seed_loss_terms(x, x_hat, acts, l1_coeff, scale: float = 1.0) -> dict:
+    """The two terms of the seed's `sae_loss` as the SAE classes' loss dict, so that
+    sum(terms) == sae_loss(x, x_hat, acts, scale · l1_coeff) (`scale`: the L1 warm-up)."""
+    return {"recon": (x - x_hat).pow(2).mean(), "sparsity": scale * l1_coeff * acts.abs().mean()}
+
+
 def reconstruction_loss(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d_in"]) -> Float[Tensor, ""]:
     """Σ_d (x − x̂)², averaged over tokens."""
     return (x - x_hat).pow(2).sum(-1).mean()

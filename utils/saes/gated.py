@@ -152,10 +152,7 @@ class SeedGatedSAE(SAE):
         return self.decoder(acts)
 
     def loss_terms(self, x, x_hat, acts, pre_acts):
-        return {
-            "recon": (x - x_hat).pow(2).mean(),
-            "sparsity": self.sparsity_scale * self.cfg.l1_coeff * acts.abs().mean(),
-        }
+        return L.seed_loss_terms(x, x_hat, acts, self.cfg.l1_coeff, self.sparsity_scale)
 
     def forward(self, x):
         # Separate magnitude and gate

@@ -164,11 +164,7 @@ class SeedSparseAutoencoder(SAE):
         return self.decoder(acts)
 
     def loss_terms(self, x, x_hat, acts, pre_acts):
-        # The two terms of the seed's sae_loss, so that sum(losses) == sae_loss(x, x_hat, acts, λ).
-        return {
-            "recon": (x - x_hat).pow(2).mean(),
-            "sparsity": self.sparsity_scale * self.cfg.l1_coeff * acts.abs().mean(),
-        }
+        return L.seed_loss_terms(x, x_hat, acts, self.cfg.l1_coeff, self.sparsity_scale)
 
     def forward(self, x):
         # Encode
