@@ -64,3 +64,36 @@ def test_wrong_folder_is_detected_by_content(tmp_path, releases):
     nbformat.write(releases[CH], path)
     got = intake.take(path, "02_sae_architecture", releases)
     assert got.chapter == CH and any("handed in under 02_sae_architecture" in n for n in got.notes)
+
+
+def test_a_kernel_that_lost_the_port_race_is_run_again(tmp_path, monkeypatch):
+    """Ports are picked free, then bound by the kernel: a parallel job can take one in between."""
+    from types import SimpleNamespace
+
+    from tools import grade as G
+
+    job = SimpleNamespace(dir=tmp_path, log=tmp_path / "job.log")
+    runs = []
+
+    def fake(outcomes):
+        def once(job, root, timeout):
+            text, result = outcomes[len(runs)]
+            runs.append(text)
+            job.log.write_text(text)
+            (job.dir / "kernel.json").write_text("{}")
+            return dict(result)
+        return once
+
+    race = "Traceback ...\n" + G.PORT_RACE + " (addr='tcp://127.0.0.1:41819')\n"
+    monkeypatch.setattr(G, "execute_once", fake([(race, {"success": False}), ("ok", {"success": True})]))
+    assert G.execute(job, tmp_path, 10) == {"success": True, "attempts": 2}
+    assert len(runs) == 2
+
+    runs.clear()  # any other failure is final at once: a student's crash is not retried
+    monkeypatch.setattr(G, "execute_once", fake([("Kernel died", {"success": False})]))
+    assert G.execute(job, tmp_path, 10) == {"success": False, "attempts": 1}
+
+    runs.clear()  # and the retries are bounded
+    monkeypatch.setattr(G, "execute_once", fake([(race, {"success": False})] * G.PORT_RACE_ATTEMPTS))
+    assert G.execute(job, tmp_path, 10)["attempts"] == G.PORT_RACE_ATTEMPTS
+    assert len(runs) == G.PORT_RACE_ATTEMPTS

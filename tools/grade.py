@@ -387,8 +387,28 @@ _running: dict[int, subprocess.Popen] = {}
 _lock = threading.Lock()
 
 
+# The kernel's ports are picked free by the worker and bound by the kernel a moment later;
+# with jobs in parallel another process can take one in between. The kernel then dies before
+# running anything, and the job is simply run again.
+PORT_RACE = "zmq.error.ZMQError: Address already in use"
+PORT_RACE_ATTEMPTS = 3
+
+
 def execute(job: Job, root: Path, timeout: float) -> dict:
-    """Run the worker for one job (in a thread of the pool); returns its result."""
+    """Run the worker for one job (in a thread of the pool); returns its result. A job whose
+    kernel could not bind its ports (see PORT_RACE) is run again, up to PORT_RACE_ATTEMPTS times."""
+    for attempt in range(1, PORT_RACE_ATTEMPTS + 1):
+        result = execute_once(job, root, timeout)
+        if result.get("success") or result.get("timed_out") or PORT_RACE not in job.log.read_text(errors="replace"):
+            break
+        for name in ("result.json", "kernel.json", "kernel.pid"):
+            (job.dir / name).unlink(missing_ok=True)
+    result["attempts"] = attempt
+    return result
+
+
+def execute_once(job: Job, root: Path, timeout: float) -> dict:
+    """One run of the worker for `job`."""
     t0 = time.time()
     with job.log.open("w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "tools.grade_worker", str(job.dir)], cwd=root,
