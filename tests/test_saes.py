@@ -232,10 +232,11 @@ def _grads(sae, x, dead_tokens=None):
 
 
 @pytest.mark.parametrize("variant", ["topk", "batchtopk"])
-@pytest.mark.parametrize("with_dead", [False, True])
+@pytest.mark.parametrize("with_dead", [False, True, "normalised"])
 def test_sparse_topk_matches_dense(variant, with_dead):
-    fast = make_sae(variant, d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100).train()
-    slow = make_sae(variant, d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, sparse_decode=False).train()
+    kw = {"k": 4, "k_aux": 6, "dead_tokens": 100, "auxk_normalize": with_dead == "normalised"}
+    fast = make_sae(variant, d_in=10, d_sae=48, **kw).train()
+    slow = make_sae(variant, d_in=10, d_sae=48, sparse_decode=False, **kw).train()
     if with_dead:
         for s in (fast, slow):
             s.tokens_since_fired[:20] = 1000.0  # 20 dead latents: AuxK switches on
@@ -250,6 +251,24 @@ def test_sparse_topk_matches_dense(variant, with_dead):
         torch.testing.assert_close(out_f.losses[name], out_s.losses[name])
     for name in g_s:
         torch.testing.assert_close(g_f[name], g_s[name], atol=1e-5, rtol=1e-4)
+
+
+def test_normalised_auxk_is_the_fraction_of_residual_variance_left():
+    # OpenAI's reference: α · ‖e − ê‖² / ‖e − ē‖² (normalized_mse), here with the few-dead scaling
+    sae = make_sae("topk", d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, auxk_normalize=True,
+                   sparse_decode=False).train()
+    sae.tokens_since_fired[:3] = 1000.0  # 3 dead latents < k_aux: scale 3/6
+    x = torch.randn(24, 10)
+    out = sae.output(x)
+    e = (x - out.x_hat).detach()
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    e_hat = pre[:, :3] @ sae.W_dec[:3]  # every dead latent is used (3 < k_aux)
+    want = sae.cfg.auxk_coeff * 3 / 6 * (e - e_hat).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
+    torch.testing.assert_close(out.losses["aux"], want)
+    # scale-free: the same SAE on a residual ten times smaller gives the same aux loss
+    small = make_sae("topk", d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, auxk_normalize=True,
+                     sparse_decode=False).train()
+    assert small.auxk_scale(3, e / 10) == pytest.approx(100 * sae.auxk_scale(3, e))
 
 
 def test_fused_relu_matches_readable_path_with_gradients():
@@ -285,6 +304,35 @@ def test_fold_input_scale_is_exact_for_every_variant():
         sae.fold_input_scale_(c)
         torch.testing.assert_close(sae.decode(sae.encode(x)), x_hat_scaled / c, msg=variant)
         torch.testing.assert_close(sae.encode(x), acts_scaled / c, msg=variant)
+
+
+@pytest.mark.parametrize("variant", MODERN)
+def test_encoder_scale_init_is_exact_and_least_squares(variant):
+    sae = make_sae(variant).train()
+    if variant == "jumprelu":
+        with torch.no_grad():
+            sae.threshold.uniform_(0.0, 0.3)
+    x = torch.randn(64, 12) + 0.5
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
+        acts0, x_hat0 = sae.encode(x), sae.decode(sae.encode(x))
+    err = lambda x_hat: float((x - x_hat).detach().pow(2).sum())  # noqa: E731
+    # the least-squares scale found by a grid, independently of the closed form
+    grid = torch.linspace(0.01, 3.0, 300)
+    best = grid[torch.tensor([err(sae.b_dec + g * (x_hat0 - sae.b_dec)) for g in grid]).argmin()]
+    s = sae.init_encoder_scale_(x)
+    assert abs(s - float(best)) < 0.011, (s, float(best))
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), s * acts0, msg=variant)  # same latents, scaled by s
+        assert err(sae.decode(sae.encode(x))) <= err(x_hat0) + 1e-4
+
+
+def test_seed_saes_keep_the_seeds_initialisation():
+    for variant in ("seed_relu", "seed_gated"):
+        sae = make_sae(variant)
+        before = {k: v.clone() for k, v in sae.state_dict().items()}
+        assert sae.init_encoder_scale_(torch.randn(8, 12)) == 1.0
+        assert all(torch.equal(before[k], v) for k, v in sae.state_dict().items())
 
 
 @pytest.mark.parametrize("variant", ["relu", "gated", "jumprelu", "seed_relu", "seed_gated"])

@@ -40,6 +40,17 @@ def test_toy_features_follow_their_config():
     assert a.shape == (8, 16) and not torch.equal(a, b)
 
 
+def test_a_fresh_sae_does_not_start_on_the_true_features():
+    # An SAE's decoder is torch.randn(d_sae, d_in) from its init_seed; if the toy drew its features
+    # from the same stream, an SAE with init_seed == seed would "recover" them untrained.
+    from utils.saes import build_sae
+
+    data = ToyFeatures(ToyFeatureConfig(d_in=32, n_feats=64, seed=0))
+    for d_sae in (64, 128):
+        sae = build_sae("relu", d_in=32, d_sae=d_sae, init_seed=0)
+        assert mmcs(sae.W_dec.detach(), data.features) < 0.7
+
+
 def test_mmcs_by_hand():
     feats = torch.eye(3)
     # a dictionary with the features permuted and rescaled: every feature found exactly
@@ -55,7 +66,10 @@ def test_mmcs_by_hand():
     assert mmcs(-feats[:1], feats[:1]) == pytest.approx(-1.0)
 
 
-# Settings that reach the bar at 32 dims / 64 features / ~3 active in 400 steps.
+# Settings for 32 dims / 64 features / ~3 active, at 2x width (128 latents), 1200 steps. The
+# SAE starts from random directions (not the features': see the test above); at this size all
+# but BatchTopK get MMCS >= 0.99 (BatchTopK 0.95-0.96 over two seeds), so the floors below fail
+# if a variant stops learning its features.
 SMALL = {
     "relu": {"l1_coeff": 0.3},
     "gated": {"l1_coeff": 1.0},
@@ -63,6 +77,7 @@ SMALL = {
     "topk": {"k": 3},
     "batchtopk": {"k": 3},
 }
+FLOOR = {"batchtopk": (0.93, 0.75)}  # (MMCS, fraction matched); the others: (0.98, 0.95)
 
 
 @pytest.fixture(scope="module")
@@ -73,9 +88,9 @@ def small_toy():
 @pytest.mark.parametrize("variant", list(SMALL))
 def test_small_toy_recovery(variant, small_toy):
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    r = run_recovery(variant, data=small_toy, steps=400, batch_size=512, eval_tokens=8192,
+    r = run_recovery(variant, data=small_toy, d_sae=128, steps=1200, batch_size=512, eval_tokens=8192,
                      train_kwargs={"lr": 3e-3}, **SMALL[variant])
-    assert r["mmcs"] >= 0.98, r["mmcs"]
-    assert r["frac_matched"] >= 0.98, r["frac_matched"]
-    assert r["dead_fraction"] == 0.0
+    mmcs_floor, matched_floor = FLOOR.get(variant, (0.98, 0.95))
+    assert r["mmcs"] >= mmcs_floor, r["mmcs"]
+    assert r["frac_matched"] >= matched_floor, r["frac_matched"]
     assert r["l0"] < 8  # sparse: the true L0 is 3

@@ -18,6 +18,9 @@ from jaxtyping import Float
 from torch import Tensor
 
 
+FEATURE_STREAM = 0x5EED_0000  # offset of the feature directions' RNG seed (see ToyFeatures.__init__)
+
+
 @dataclass(kw_only=True)
 class ToyFeatureConfig:
     d_in: int = 256  # dimension of the data
@@ -33,7 +36,10 @@ class ToyFeatures:
 
     def __init__(self, cfg: ToyFeatureConfig | None = None):
         self.cfg = cfg = cfg or ToyFeatureConfig()
-        gen = torch.Generator().manual_seed(cfg.seed)
+        # Not manual_seed(cfg.seed): an SAE initialised with init_seed == cfg.seed draws its decoder
+        # rows from that same stream (torch.randn(d_sae, d_in)), so it would start *on* the true
+        # features and "recover" them without learning anything.
+        gen = torch.Generator().manual_seed(FEATURE_STREAM + cfg.seed)
         feats = torch.randn(cfg.n_feats, cfg.d_in, generator=gen)
         self.features: Float[Tensor, "feats d_in"] = feats / feats.norm(dim=-1, keepdim=True)
         p = cfg.prob_decay ** torch.arange(cfg.n_feats, dtype=torch.float64)

@@ -151,6 +151,7 @@ class TrainConfig:
     sparsity_warmup_steps: int = 0  # linear warm-up of the L1/L0 coefficient (helps against dead latents)
     normalize_inputs: bool = True  # train on x·c with E‖(x·c)‖² = 1; c is folded into the SAE at the end
     init_b_dec: str | None = "geometric_median"  # "geometric_median", "mean" or None; only if b_dec is 0
+    init_encoder_scale: bool = True  # rescale a fresh SAE's encoder so its first reconstruction is LS-optimal
     init_samples: int = 16_384  # tokens used to estimate the input scale and b_dec's initial value
     max_grad_norm: float | None = None  # gradient clipping (None: off)
     dead_window_tokens: int = 1_000_000  # history's dead fraction: latents silent for this many tokens
@@ -228,9 +229,12 @@ def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, device: torch
     sample = torch.cat(head).to(device).float()
     scale = float(sample.pow(2).sum(-1).mean().rsqrt()) if cfg.normalize_inputs else 1.0
     sae.fold_input_scale_(1.0 / scale)  # into training units (a no-op for a fresh SAE's zero biases)
-    if cfg.init_b_dec and not sae.b_dec.any():
+    fresh = not sae.b_dec.any()  # an SAE that has been trained has a nonzero b_dec
+    if cfg.init_b_dec and fresh:
         init = geometric_median(sample * scale) if cfg.init_b_dec == "geometric_median" else (sample * scale).mean(0)
         sae.init_b_dec_(init)
+    if cfg.init_encoder_scale and fresh:
+        sae.init_encoder_scale_(sample * scale)
     batches = itertools.chain(head, batches)
 
     opt = _optimizer(sae, cfg, device)

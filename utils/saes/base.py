@@ -99,6 +99,30 @@ class SAE(nn.Module):
         """Set b_dec, e.g. to the geometric median of the data (Bricken et al. 2023)."""
         self.b_dec.copy_(b)
 
+    @torch.no_grad()
+    def init_encoder_scale_(self, x: Float[Tensor, "n d_in"]) -> float:
+        """Rescale the encoder so that the first reconstruction is least-squares optimal; returns s.
+
+        With the encoder tied to the unit-norm decoder, the code of a fresh SAE overshoots: x̂ − b_dec
+        sums many partly aligned directions. Scaling every encoder output by
+            s = ⟨x − b_dec, x̂ − b_dec⟩ / ‖x̂ − b_dec‖²        (over the batch x)
+        is the best uniform fix, and it is exact: each variant's encoder is positively homogeneous
+        in its scale (`scale_encoder_`), so the code becomes s·f and x̂ − b_dec becomes s(x̂ − b_dec).
+        SAELens gets a similar effect from decoder rows started at norm 0.1; here s is measured.
+        """
+        x_c = x - self.b_dec
+        x_hat_c = self.decode(self.encode(x)) - self.b_dec
+        s = float((x_c * x_hat_c).sum() / (x_hat_c * x_hat_c).sum().clamp_min(1e-12))
+        if s > 0:
+            self.scale_encoder_(s)
+        return s
+
+    @torch.no_grad()
+    def scale_encoder_(self, s: float) -> None:
+        """Multiply every latent activation by s > 0 (ReLU(s·z) = s·ReLU(z); TopK keeps its choice)."""
+        self.W_enc.mul_(s)
+        self.b_enc.mul_(s)
+
     # ---- the model -----------------------------------------------------------------------
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
         """(acts, pre_acts): the code and the pre-activation the variant's losses need."""
@@ -165,7 +189,9 @@ class SAE(nn.Module):
             fired = acts._indices()[-1][acts._values() != 0]
             self.tokens_since_fired[fired] = 0.0
         else:
-            self.tokens_since_fired.masked_fill_((acts.reshape(n_tokens, -1) != 0).any(0), 0.0)
+            flat = acts.reshape(n_tokens, -1)
+            # nonzero somewhere in the batch; amax/amin are single fast passes, (flat != 0).any(0) is not
+            self.tokens_since_fired.masked_fill_((flat.amax(0) > 0) | (flat.amin(0) < 0), 0.0)
 
     def dead_mask(self, window_tokens: float) -> Bool[Tensor, "d_sae"]:
         """Latents that have not fired in the last `window_tokens` training tokens."""

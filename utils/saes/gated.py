@@ -89,6 +89,13 @@ class GatedSAE(SAE):
         for p in (self.b_dec, self.b_gate, self.b_mag):
             p.div_(c)
 
+    @torch.no_grad()
+    def scale_encoder_(self, s: float) -> None:
+        # π_gate and π_mag both scale by s: the gate's decisions are unchanged, f and the auxiliary
+        # loss's ReLU(π_gate) reconstruction both scale by s.
+        super().scale_encoder_(s)  # W_enc and b_enc (= b_gate)
+        self.b_mag.mul_(s)
+
 
 @dataclass(kw_only=True)
 class SeedGatedConfig(SAEConfig):
@@ -138,6 +145,10 @@ class SeedGatedSAE(SAE):
 
     def init_b_dec_(self, b) -> None:
         """The seed's gated SAE has no decoder bias."""
+
+    def init_encoder_scale_(self, x) -> float:
+        """The seed's initialisation is kept as the seed wrote it."""
+        return 1.0
 
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
         gate = torch.sigmoid(x @ self.W_gate.T)

@@ -122,3 +122,8 @@ class JumpReLUSAE(SAE):
     def fold_input_scale_(self, c: float) -> None:
         super().fold_input_scale_(c)
         self.threshold.div_(c)
+
+    @torch.no_grad()
+    def scale_encoder_(self, s: float) -> None:
+        super().scale_encoder_(s)
+        self.threshold.mul_(s)  # z·H(z − θ) scaled by s is (sz)·H(sz − sθ)

@@ -83,6 +83,7 @@ class TopKConfig(SAEConfig):
     auxk_coeff: float = 1 / 32  # α of the AuxK loss (Gao et al. §A.2)
     k_aux: int | None = None  # dead latents used by AuxK; None: d_in // 2 (Gao et al. App. B.1)
     dead_tokens: int = 1_000_000  # a latent is dead for AuxK after this many tokens without firing (10M in Gao)
+    auxk_normalize: bool = False  # divide AuxK by the residual's variance, as OpenAI's reference code does
     sparse_decode: bool = True  # decode with embedding_bag and a sparse encoder backward
 
 
@@ -108,9 +109,19 @@ class TopKSAE(SAE):
     def k_aux(self) -> int:
         return self.cfg.k_aux if self.cfg.k_aux is not None else self.cfg.d_in // 2
 
-    def auxk_scale(self, n_dead: int) -> float:
-        # Fewer dead latents than k_aux: scale the loss down (SAELens, after sparsify).
-        return self.cfg.auxk_coeff * min(n_dead / self.k_aux(), 1.0)
+    def auxk_scale(self, n_dead: int, residual: Tensor) -> Tensor | float:
+        """α, times min(n_dead / k_aux, 1) when few latents are dead (SAELens, after sparsify).
+
+        With `auxk_normalize`, also 1 / Σ‖e − ē‖² per token: the loss becomes the fraction of the
+        residual's variance the dead latents leave unexplained, as in OpenAI's reference code
+        (`normalized_mse`), so α = 1/32 keeps its weight however small the residual gets. SAELens
+        leaves it unnormalised (the default here, and what chapter 05 derives).
+        """
+        scale = self.cfg.auxk_coeff * min(n_dead / self.k_aux(), 1.0)
+        if self.cfg.auxk_normalize:
+            e = residual.reshape(-1, residual.shape[-1])
+            scale = scale / (e - e.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
+        return scale
 
     def loss_terms(self, x, x_hat, acts, pre_acts):
         terms = {"recon": L.reconstruction_loss(x, x_hat)}
@@ -118,7 +129,7 @@ class TopKSAE(SAE):
         n_dead = int(dead.sum())
         if n_dead and self.cfg.auxk_coeff:
             res = (x - x_hat).detach()
-            terms["aux"] = self.auxk_scale(n_dead) * L.auxk_loss(res, pre_acts, self.W_dec, dead, self.k_aux())
+            terms["aux"] = self.auxk_scale(n_dead, res) * L.auxk_loss(res, pre_acts, self.W_dec, dead, self.k_aux())
         return terms
 
     # ---- the sparse form: same numbers, O(k) decoder and encoder backward -------------------
@@ -154,7 +165,8 @@ class TopKSAE(SAE):
             aux_vals = SparseEncode.apply(x_cent.detach(), self.b_dec, self.W_enc, self.b_enc,
                                           aux.values.reshape(-1), cols, offsets)
             e_hat = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=aux_vals)
-            terms["aux"] = self.auxk_scale(n_dead) * L.reconstruction_loss((x - x_hat).detach(), e_hat)
+            res = (x - x_hat).detach()
+            terms["aux"] = self.auxk_scale(n_dead, res) * L.reconstruction_loss(res, e_hat)
         acts = torch.sparse_coo_tensor(torch.stack([code.rows, code.cols]), values, pre_acts.shape,
                                        check_invariants=False)
         return SAEOutput(x_hat, acts, terms)
