@@ -35,42 +35,38 @@ class FusedReLUSAE(torch.autograd.Function):
               g_W_dec = fᵀ g_x̂ + (g_l1 / B) (Σ_b f_b) ⊙ W_dec / ‖W_dec‖
     Same numbers as autograd on the readable path (tests check it); it only saves the
     half-dozen elementwise passes over [batch d_sae] tensors that autograd would add around
-    the five matmuls, which is what limits the step's speed at small d_in. Two biases ride
-    inside the matmuls as an extra row (a column of ones on the other side), which saves
-    broadcasting them over [batch d_sae] and a reduction: [x − b_dec, 1] [W_enc; b_enc] = z,
-    [g_x̂, g_l1/B] [W_decᵀ; ‖W_dec‖] = g_z before the mask, [x − b_dec, 1]ᵀ g_z = [g_W_enc; g_b_enc].
+    the five matmuls, which is what limits the step's speed at small d_in.
     """
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor):
         ctx.set_materialize_grads(False)  # unused outputs get None, not a [B d_sae] tensor of zeros
-        B, d_in = x.shape
-        x_aug = torch.cat([x - b_dec, x.new_ones(B, 1)], 1)  # [B d_in+1]
-        acts = (x_aug @ torch.cat([W_enc, b_enc[None]])).relu_()  # [B d_sae]
+        B = x.shape[0]
+        x_cent = x - b_dec
+        acts = torch.addmm(b_enc, x_cent, W_enc).relu_()  # [B d_sae]
         x_hat = torch.addmm(b_dec, acts, W_dec)  # [B d_in]
         err = x_hat - x
         norms = W_dec.norm(dim=-1)
         act_sums = acts.sum(0)
-        ctx.save_for_backward(x_aug, acts, err, W_enc, W_dec, norms, act_sums)
+        ctx.save_for_backward(x_cent, acts, err, W_enc, W_dec, norms, act_sums)
         return x_hat, acts, err.pow(2).sum() / B, act_sums @ norms / B
 
     @staticmethod
     def backward(ctx: Any, g_x_hat_in: Tensor, g_acts_in: Tensor, g_recon: Tensor, g_l1: Tensor):
-        x_aug, acts, err, W_enc, W_dec, norms, act_sums = ctx.saved_tensors
-        B, d_in = err.shape
+        x_cent, acts, err, W_enc, W_dec, norms, act_sums = ctx.saved_tensors
+        B = acts.shape[0]
         zero = err.new_zeros(())  # a loss term that was not used gets None (grads are not materialised)
         g_recon, g_l1 = (zero if g is None else g for g in (g_recon, g_l1))
         g_x_hat = err * (2.0 * g_recon / B)
         if g_x_hat_in is not None:
             g_x_hat = g_x_hat + g_x_hat_in
-        g_x_hat_aug = torch.cat([g_x_hat, (g_l1 / B).expand(B, 1)], 1)  # [B d_in+1]
-        g_z = g_x_hat_aug @ torch.cat([W_dec.T, norms[None]])  # [B d_sae], the L1 term included
+        g_z = torch.addmm(norms * (g_l1 / B), g_x_hat, W_dec.T)  # [B d_sae], the L1 term fused in
         if g_acts_in is not None:
             g_z.add_(g_acts_in)
         # ReLU': 1[f > 0], in place (a fresh [B d_sae] output costs more than the masking itself)
         torch.ops.aten.threshold_backward.grad_input(g_z, acts, 0.0, grad_input=g_z)
-        g_W_aug = x_aug.T @ g_z  # [d_in+1 d_sae]
-        g_W_enc, g_b_enc = g_W_aug[:d_in], g_W_aug[d_in]
+        g_b_enc = g_z.sum(0)
+        g_W_enc = x_cent.T @ g_z
         g_W_dec = acts.T @ g_x_hat
         g_W_dec.addcmul_((act_sums * g_l1 / B / norms.clamp_min(1e-12))[:, None], W_dec)
         g_b_dec = g_x_hat.sum(0) - W_enc @ g_b_enc
