@@ -76,6 +76,23 @@ def test_auxk_loss_against_a_loop_and_without_b_dec():
     assert pre_neg.grad[:, dead].any() and not pre_neg.grad[:, ~dead].any()
 
 
+def test_auxk_with_relu_drops_negative_values_and_their_gradient():
+    gen = torch.Generator().manual_seed(1)
+    pre = torch.randn(6, 10, generator=gen).requires_grad_()
+    W_dec = torch.randn(10, 4, generator=gen)
+    residual = torch.randn(6, 4, generator=gen)
+    dead = torch.zeros(10, dtype=torch.bool)
+    dead[[1, 4, 5, 8]] = True
+    got = auxk_loss(residual, pre, W_dec, dead, k_aux=2, relu=True)
+    # the naive loop on ReLU'd pre-activations: the top-2 dead by raw value, negatives then count 0
+    assert abs(float(got) - _auxk_naive(residual, pre.detach().relu(), W_dec, dead, 2)) < 1e-5
+    got.backward()
+    top2 = pre.detach().masked_fill(~dead, -torch.inf).topk(2, dim=-1).indices
+    chosen = torch.zeros_like(pre, dtype=torch.bool).scatter_(-1, top2, True)
+    assert (pre.grad[chosen & (pre.detach() > 0)] != 0).all()
+    assert not pre.grad[~(chosen & (pre.detach() > 0))].any()
+
+
 def test_auxk_zero_when_nothing_dead_and_residual_detached():
     pre = torch.randn(3, 5)
     res = torch.randn(3, 2, requires_grad=True)

@@ -232,9 +232,10 @@ def _grads(sae, x, dead_tokens=None):
 
 
 @pytest.mark.parametrize("variant", ["topk", "batchtopk"])
-@pytest.mark.parametrize("with_dead", [False, True, "normalised"])
+@pytest.mark.parametrize("with_dead", [False, True, "normalised", "relu"])
 def test_sparse_topk_matches_dense(variant, with_dead):
-    kw = {"k": 4, "k_aux": 6, "dead_tokens": 100, "auxk_normalize": with_dead == "normalised"}
+    kw = {"k": 4, "k_aux": 6, "dead_tokens": 100, "auxk_normalize": with_dead == "normalised",
+          "auxk_relu": with_dead == "relu"}
     fast = make_sae(variant, d_in=10, d_sae=48, **kw).train()
     slow = make_sae(variant, d_in=10, d_sae=48, sparse_decode=False, **kw).train()
     if with_dead:

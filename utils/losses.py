@@ -87,6 +87,7 @@ def auxk_loss(
     W_dec: Float[Tensor, "d_sae d_in"],
     dead: Bool[Tensor, "d_sae"],
     k_aux: int,
+    relu: bool = False,
 ) -> Float[Tensor, ""]:
     """AuxK (Gao et al. 2024, §A.2): the top-k_aux *dead* latents reconstruct the main residual.
 
@@ -95,6 +96,9 @@ def auxk_loss(
     No b_dec in ê: the residual already contains the decoder bias's contribution (sparsify #132
     added it twice). The raw pre-activations are used, not their ReLU, so a dead latent whose
     pre-activation is negative everywhere still receives a gradient (as SAELens does).
+    With `relu`, the selected values go through the ReLU first, as in OpenAI's reference code and
+    sparsify: only dead latents with positive pre-activations learn, and none learns to reconstruct
+    with a negative coefficient.
     Returns 0 when nothing is dead; scaling by min(n_dead/k_aux, 1) and α is the caller's.
     """
     n_dead = int(dead.sum())
@@ -102,5 +106,6 @@ def auxk_loss(
         return pre_acts.new_zeros(())
     z = pre_acts.reshape(-1, pre_acts.shape[-1]).masked_fill(~dead, -torch.inf)
     top = z.topk(min(k_aux, n_dead), dim=-1, sorted=False)
-    e_hat = torch.zeros_like(z).scatter_(-1, top.indices, top.values) @ W_dec
+    values = top.values.relu() if relu else top.values
+    e_hat = torch.zeros_like(z).scatter_(-1, top.indices, values) @ W_dec
     return (residual.reshape(-1, residual.shape[-1]).detach() - e_hat).pow(2).sum(-1).mean()

@@ -57,9 +57,9 @@ class GatedSAE(SAE):
         return self.b_gate
 
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
-        x_cent = x - self.b_dec
-        pi_gate = x_cent @ self.W_enc + self.b_gate  # [... d_sae]
-        pi_mag = x_cent @ (self.W_enc * self.r_mag.exp()) + self.b_mag  # [... d_sae]
+        h = (x - self.b_dec) @ self.W_enc  # one matmul serves both paths:
+        pi_gate = h + self.b_gate  # [... d_sae]
+        pi_mag = h * self.r_mag.exp() + self.b_mag  # = (x − b_dec)(W_enc ⊙ exp r_mag) + b_mag
         acts = (pi_gate > 0).to(pi_mag.dtype) * F.relu(pi_mag)
         return acts, pi_gate
 

@@ -84,6 +84,7 @@ class TopKConfig(SAEConfig):
     k_aux: int | None = None  # dead latents used by AuxK; None: d_in // 2 (Gao et al. App. B.1)
     dead_tokens: int = 1_000_000  # a latent is dead for AuxK after this many tokens without firing (10M in Gao)
     auxk_normalize: bool = False  # divide AuxK by the residual's variance, as OpenAI's reference code does
+    auxk_relu: bool = False  # ReLU on the dead latents' values in AuxK (OpenAI, sparsify); SAELens: raw
     sparse_decode: bool = True  # decode with embedding_bag and a sparse encoder backward
 
 
@@ -129,7 +130,8 @@ class TopKSAE(SAE):
         n_dead = int(dead.sum())
         if n_dead and self.cfg.auxk_coeff:
             res = (x - x_hat).detach()
-            terms["aux"] = self.auxk_scale(n_dead, res) * L.auxk_loss(res, pre_acts, self.W_dec, dead, self.k_aux())
+            aux = L.auxk_loss(res, pre_acts, self.W_dec, dead, self.k_aux(), relu=self.cfg.auxk_relu)
+            terms["aux"] = self.auxk_scale(n_dead, res) * aux
         return terms
 
     # ---- the sparse form: same numbers, O(k) decoder and encoder backward -------------------
@@ -161,9 +163,11 @@ class TopKSAE(SAE):
                 aux = pre_acts.masked_fill_(~dead, -torch.inf).topk(k_aux, dim=-1, sorted=False)
                 cols = aux.indices.reshape(-1)
                 offsets = torch.arange(0, x.shape[0] * k_aux, k_aux, device=x.device)
-            # Raw (not ReLU'd) values, so latents with negative pre-activations still learn.
+            # Raw values by default (SAELens), so latents with negative pre-activations still learn.
             aux_vals = SparseEncode.apply(x_cent.detach(), self.b_dec, self.W_enc, self.b_enc,
                                           aux.values.reshape(-1), cols, offsets)
+            if self.cfg.auxk_relu:
+                aux_vals = aux_vals.relu()
             e_hat = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=aux_vals)
             res = (x - x_hat).detach()
             terms["aux"] = self.auxk_scale(n_dead, res) * L.reconstruction_loss(res, e_hat)
