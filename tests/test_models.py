@@ -160,10 +160,12 @@ def test_mini_build_is_reproducible_and_resumes_the_lm(mini_world, tmp_path):
 
     out, build_dir, man = mini_world
     again = build_assets.build(tmp_path / "again", build_assets.mini_config(), build_dir=build_dir)
-    # the LM resumed from its finished checkpoint (no new steps); every shipped file is identical
+    # the LM resumed from its finished checkpoint (no new steps) and the SAEs came from the build's
+    # cache: every shipped file is identical, configs included (a cached SAE is the same SAE)
     assert again["lm"]["loss_history"] == man["lm"]["loss_history"]
-    for rel in ("model/model.safetensors", "tokenizer/tokenizer.json", "saes/topk/sae_weights.safetensors",
-                "saes/jumprelu/sae_weights.safetensors"):
+    rels = ["model/model.safetensors", "model/config.json", "tokenizer/tokenizer.json"]
+    rels += [f"saes/{v}/{f}" for v in models.VARIANTS for f in ("sae_weights.safetensors", "cfg.json")]
+    for rel in rels:
         assert (tmp_path / "again" / rel).read_bytes() == (out / rel).read_bytes(), rel
 
 
@@ -285,6 +287,28 @@ def test_best_shipped_sae_meets_the_best_bar_as_recorded():
     assert best, {v: man["saes"][v]["metrics"] for v in models.VARIANTS}
 
 
+def test_probe_scores_give_precision_one_to_a_separable_concept_and_chance_to_noise():
+    from types import SimpleNamespace
+
+    from utils.build_assets import probe_scores
+    from utils.data.doc import CONCEPTS
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n_seq):
+        x = torch.randn(n_seq, 33, 8, generator=g)
+        labels = torch.rand(n_seq, 33, len(CONCEPTS), generator=g) < 0.2  # noise: no direction predicts these
+        labels[..., 0] = x[..., 0] > 0.8  # the first concept is a half-space of x
+        return x, SimpleNamespace(labels=labels.numpy())
+
+    (xs, ls), (xt, lt) = split(64), split(64)
+    aurocs, precisions = probe_scores(xs, ls, xt, lt)
+    first, rest = CONCEPTS[0], CONCEPTS[1:]
+    assert aurocs[first] > 0.99 and precisions[first] > 0.99, (aurocs[first], precisions[first])
+    base = lt.labels[:, 1:, 1:].mean()
+    assert all(abs(aurocs[c] - 0.5) < 0.05 and precisions[c] < base + 0.05 for c in rest), (aurocs, precisions)
+
+
 def test_shipped_lm_beats_the_bigram_and_its_probes_find_the_concepts():
     lm = models.manifest()["lm"]
     assert lm["val_loss"] < lm["bigram_val_loss"] - 0.5
@@ -293,7 +317,9 @@ def test_shipped_lm_beats_the_bigram_and_its_probes_find_the_concepts():
 
 # Concepts with a TopK latent at precision >= 0.8 and recall >= 0.5 on the held-out split, as
 # measured on the shipped SAE. The issue asks it for every concept; at this layer (block 2's input)
-# the register and dialogue concepts are spread over many latents, so the full bar is an xfail below.
+# the register and dialogue concepts are spread over many latents, and for some concepts even the
+# supervised linear probe falls short of precision 0.8 at recall 0.5 (the manifest records it per
+# concept under lm["probe_precision_at_recall_0.5"]), so the full bar is an xfail below.
 CONCEPTS_WITH_A_LATENT = ("code",)
 
 
@@ -323,7 +349,8 @@ def test_topk_has_a_latent_for_the_concepts_it_claims(shipped):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="issue 8's bar for every concept is not met at this layer (see report)")
+@pytest.mark.xfail(strict=True, reason="issue 8's bar for every concept is not met at this layer: no single latent "
+                   "covers the register and dialogue concepts, and the probe itself misses it for some (manifest)")
 def test_topk_has_a_latent_for_every_concept(shipped):
     got = _topk_concept_precisions(shipped)
     assert all(p >= 0.8 and r >= 0.5 for p, r in got.values()), got

@@ -295,13 +295,23 @@ def residuals(model, tokens: np.ndarray, hook_name: str, batch: int = 32) -> tor
     return torch.cat([model_activations(model, hook_name, b).reshape(*b.shape, -1) for b in t.split(batch)])
 
 
-def probe_aurocs(train_x, train_lt, test_x, test_lt) -> dict[str, float]:
-    """Linear-probe AUROC per concept on the residual stream (BOS excluded)."""
-    from utils.data.concepts import linear_probe_auroc
+def probe_scores(train_x, train_lt, test_x, test_lt) -> tuple[dict[str, float], dict[str, float]]:
+    """Per concept, a linear probe's AUROC and its precision at recall >= 0.5 (BOS excluded).
+
+    The second is the concept bar's measure applied to the best supervised direction: where even
+    the probe cannot reach precision 0.8 at recall 0.5, no single SAE latent at this site should be
+    expected to either.
+    """
+    from utils.data.concepts import linear_probe_auroc, precision_at_recall
 
     xs, xt = train_x[:, 1:].reshape(-1, train_x.shape[-1]), test_x[:, 1:].reshape(-1, test_x.shape[-1])
     ys, yt = train_lt.labels[:, 1:].reshape(-1, len(CONCEPTS)), test_lt.labels[:, 1:].reshape(-1, len(CONCEPTS))
-    return {c: linear_probe_auroc(xs, ys[:, i], xt, yt[:, i])[0] for i, c in enumerate(CONCEPTS)}
+    aurocs, precisions = {}, {}
+    for i, c in enumerate(CONCEPTS):
+        aurocs[c], w = linear_probe_auroc(xs, ys[:, i], xt, yt[:, i])
+        # sigmoid: positive scores in the probe's order (precision_at_recall cuts only at scores > 0)
+        precisions[c] = precision_at_recall(torch.sigmoid(xt.float() @ w), torch.from_numpy(yt[:, i]), 0.5)[0]
+    return aurocs, precisions
 
 
 @torch.no_grad()
@@ -331,16 +341,19 @@ def evaluate_lm(model, cfg: BuildConfig, stream, val, held, val_x, held_x, build
     """The LM's figures (losses, probes, sycophancy), cached in `build/` under the model and its data."""
     key = {"model": model_digest(model), "val": hashlib.sha256(val.tokens.tobytes()).hexdigest(),
            "held": hashlib.sha256(held.tokens.tobytes() + held.labels.tobytes()).hexdigest(),
-           "train": hashlib.sha256(stream.tokens.tobytes()).hexdigest(), "eval_seqs": cfg.eval_seqs}
+           "train": hashlib.sha256(stream.tokens.tobytes()).hexdigest(), "eval_seqs": cfg.eval_seqs,
+           "figures": 2}  # bump when the figures computed below change
     path = build / f"lm_eval_{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]}.json"
     if path.exists():
         cached = json.loads(path.read_text())
         if cached["key"] == key:
             return cached["result"]
+    aurocs, precisions = probe_scores(val_x, val, held_x, held)
     result = {
         "val_loss": lm_loss(model, val.tokens),
         "bigram_val_loss": bigram_loss(stream.tokens, val.tokens, cfg.vocab_size),
-        "probe_auroc": probe_aurocs(val_x, val, held_x, held),
+        "probe_auroc": aurocs,
+        "probe_precision_at_recall_0.5": precisions,
         "sycophancy_logprob_diff_by_cues": sycophancy_behaviour(model, n=cfg.eval_seqs // 2),
     }
     path.write_text(json.dumps({"key": key, "result": result}, indent=1))
@@ -395,7 +408,6 @@ def sae_key(variant: str, acts: torch.Tensor, cfg: BuildConfig) -> dict:
 
 def trained_sae(variant: str, acts: torch.Tensor, cfg: BuildConfig, build: Path):
     """`train_one_sae`, cached in `build/` under its key: a rebuild with the same settings reuses it."""
-    from utils.saes import build_sae
     from utils.train import TrainResult
 
     key = sae_key(variant, acts, cfg)
@@ -403,9 +415,7 @@ def trained_sae(variant: str, acts: torch.Tensor, cfg: BuildConfig, build: Path)
     if path.exists():
         state = torch.load(path, weights_only=False)
         if state["key"] == key:
-            settings, train = sae_plan(variant, cfg)
-            sae = build_sae(variant, d_in=acts.shape[-1], d_sae=train["d_sae"], hook_name=cfg.hook_name,
-                            model_name="untangling-features-tiny-lm", **settings)
+            sae = new_sae(variant, acts.shape[-1], cfg)
             sae.load_state_dict(state["sae"])
             return TrainResult(sae.eval(), state["history"])
     result = train_one_sae(variant, acts, cfg)
@@ -415,14 +425,21 @@ def trained_sae(variant: str, acts: torch.Tensor, cfg: BuildConfig, build: Path)
     return result
 
 
-def train_one_sae(variant: str, acts: torch.Tensor, cfg: BuildConfig):
+def new_sae(variant: str, d_in: int, cfg: BuildConfig):
+    """The untrained SAE of `variant` as the build makes it (same config whether trained or loaded from cache)."""
     from utils.saes import build_sae
-    from utils.train import TensorSource, TrainConfig, train_sae
 
     settings, train = sae_plan(variant, cfg)
+    return build_sae(variant, d_in=d_in, d_sae=train["d_sae"], init_seed=cfg.seed, hook_name=cfg.hook_name,
+                     model_name="untangling-features-tiny-lm", **settings)
+
+
+def train_one_sae(variant: str, acts: torch.Tensor, cfg: BuildConfig):
+    from utils.train import TensorSource, TrainConfig, train_sae
+
+    train = sae_plan(variant, cfg)[1]
     steps = train["steps"]
-    sae = build_sae(variant, d_in=acts.shape[-1], d_sae=train["d_sae"], init_seed=cfg.seed, hook_name=cfg.hook_name,
-                    model_name="untangling-features-tiny-lm", **settings)
+    sae = new_sae(variant, acts.shape[-1], cfg)
     tc = TrainConfig(steps=steps, lr=train["lr"], warmup_steps=max(1, steps // 20),
                      sparsity_warmup_steps=0 if variant == "topk" else steps // 10,
                      resample_every=None if variant == "topk" else cfg.sae_resample_every,
@@ -574,7 +591,8 @@ def summary(man: dict) -> dict:
     """The headline figures of a manifest."""
     s = {"python": man["versions"]["python"]}
     if "val_loss" in man.get("lm", {}):
-        s["lm"] = {k: man["lm"][k] for k in ("val_loss", "bigram_val_loss", "probe_auroc")}
+        s["lm"] = {k: man["lm"][k] for k in ("val_loss", "bigram_val_loss", "probe_auroc",
+                                             "probe_precision_at_recall_0.5") if k in man["lm"]}
     for v, r in man.get("saes", {}).items():
         m = r["metrics"]
         s[v] = {k: round(m[k], 4) for k in ("l0", "explained_variance", "delta_ce", "frac_recovered_mean",
