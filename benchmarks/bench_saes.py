@@ -223,6 +223,8 @@ def bench_saelens(quick: bool) -> None:
 # every feature after 8,000). AuxK as SAELens computes it (raw pre-activations of the dead latents)
 # keeps nearly every latent alive but costs a fifth of the features; with the ReLU on those values
 # (OpenAI's reference, sparsify) TopK recovers almost everything and half the latents stay dead.
+# BatchTopK (k = 5) misses the rarest features in every setting tried, and more steps make it worse
+# (resampling until 90% of training: 99.2% matched after 3,000 steps, 98.4% after 5,000; k = 6: 95.3%).
 AUXK = {"dead_tokens": 50 * 1024, "auxk_normalize": True}  # dead after 50 silent steps; Gao's α = 1/32
 RESAMPLE = {"resample_every": 250, "resample_until": 0.6}
 RECOVERY = {  # label -> (variant, SAE settings, trainer settings, steps); inputs normalised to E‖x‖² = 1
