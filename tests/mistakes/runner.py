@@ -115,11 +115,27 @@ def _isolated():
         torch.set_default_dtype(states[4])
 
 
+@contextlib.contextmanager
+def _classes_kept(ns: dict):
+    """An answer cell may attach a method to a notebook class (`StandardSAE.encode = encode`): the
+    class is shared with the real namespace, so put its attributes back after each try."""
+    kept = [(v, dict(vars(v))) for v in ns.values() if isinstance(v, type) and v.__module__ == "__main__"]
+    try:
+        yield
+    finally:
+        for cls, attrs in kept:
+            for k in set(vars(cls)) - set(attrs):
+                delattr(cls, k)
+            for k, v in attrs.items():
+                if vars(cls).get(k) is not v:
+                    setattr(cls, k, v)
+
+
 def _try(answer_source: str, later_answers: list[str], test_source: str, before: dict, label: str) -> dict:
     ns = dict(before)
     fp = _fingerprint(ns)
     t0 = time.perf_counter()
-    with _isolated():
+    with _isolated(), _classes_kept(ns):
         setup = _run(answer_source, ns, f"<answer {label}>")
         for i, src in enumerate(later_answers):
             if setup["raised"] is None:
