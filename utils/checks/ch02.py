@@ -337,7 +337,7 @@ def _weiszfeld(x: torch.Tensor, iters: int = 100, *, weight=lambda d: 1 / d, nor
 def check_geometric_median(fn) -> None:
     assert_own_code(fn)
     g = _gen(9)
-    inputs = {  # what, points, their geometric median
+    inputs = {  # what they are: the points (n, d)
         "the points 0, 1 and 10 on a line (as 2-D points)": torch.tensor([[0.0, 0.0], [1.0, 0.0], [10.0, 0.0]]),
         "the triangle (0, 0), (1, 0), (0, 1)": torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]),
         "200 Gaussian points in 5-D and one far outlier": torch.cat([torch.randn(200, 5, generator=g),
