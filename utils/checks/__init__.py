@@ -42,7 +42,7 @@ def assert_close(actual, expected, hint: str, *, atol: float = 1e-5, rtol: float
 _MEANINGS: tuple[tuple[type, str, str], ...] = (
     (RuntimeError, r"shapes cannot be multiplied|size mismatch|must match the size of tensor|"
                    r"shape .* is invalid for input|inconsistent tensor size|expanded size|"
-                   r"Expected size for first two dimensions|batch1 and batch2|einsum\(\): operands",
+                   r"Expected size for first two dimensions|batch1 and batch2|einsum\(\)",
      "Two tensors' shapes do not line up inside your function: usually a weight used without "
      "transposing it, a reduction over the wrong axis earlier on, or a reshape with the wrong sizes."),
     (IndexError, r"Dimension out of range",
