@@ -61,6 +61,12 @@ GENERATE_BATCH = [
     on = torch.rand(n_inst, batch, n_feats, generator=generator) < p[:, None, None]
     return values * on
 ''', r"wrong order"),
+    _gb("mask_shared_by_batch", '''
+    p = torch.as_tensor(feature_probability, dtype=torch.float32).expand(n_inst)
+    values = torch.rand(batch, n_inst, n_feats, generator=generator)
+    on = torch.rand(1, n_inst, n_feats, generator=generator) < p[None, :, None]     # broadcasts over the batch
+    return values * on
+''', r"shared by the whole batch", subtle=True),
     _gb("dropout_rescaling", '''
     p = torch.as_tensor(feature_probability, dtype=torch.float32).expand(n_inst)
     values = torch.rand(batch, n_inst, n_feats, generator=generator)
@@ -153,6 +159,8 @@ LOSS = [
         r"summed over the batch", subtle=True),
     _il("weighted_average", "    return ((x - out).pow(2) * importance).sum(-1).mean(0) / importance.sum()\n",
         r"divided by Σ I_i", subtle=True),
+    _il("reductions_swapped", "    return ((x - out).pow(2) * importance).mean(-1).sum(0)\n",
+        r"reductions are swapped", subtle=True),
     _il("wrong_axis", "    return ((x - out).pow(2) * importance).sum(1).mean(0)\n",
         r"one value per feature"),
     _il("in_place_on_x", '''    x -= out                       # the error, without another tensor
@@ -219,6 +227,11 @@ DIMS = [
     overlaps = einops.einsum(W_hat, W, "inst hid i, inst hid j -> inst i j").pow(2).sum(-1)
     return norms.pow(2) / overlaps.clamp_min(1e-8)
 ''', r"changed its input `W` in place", subtle=True),
+    _df("both_normalised", '''    W = W.detach()
+    W_hat = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    overlaps = einops.einsum(W_hat, W_hat, "inst hid i, inst hid j -> inst i j").pow(2).sum(-1)
+    return W.norm(dim=1).pow(2) / overlaps.clamp_min(1e-8)
+''', r"normalised W_j too", subtle=True),
     _df("norm_not_squared", '''    W = W.detach()
     norms = W.norm(dim=1)
     W_hat = W / norms.clamp_min(1e-8)[:, None, :]
