@@ -34,10 +34,11 @@ def run(module: str) -> dict:
         return json.loads(out.read_text())
 
 
-def rates(result: dict) -> dict[str, int]:
+def rates(result: dict, test: str | None = None) -> dict[str, int]:
+    """Counts over a chapter's mistakes (or one exercise's, by its test cell's grade_id)."""
     n = caught = named = hidden = hidden_msg = 0
     for m in result["mistakes"]:
-        if "error" in m:
+        if "error" in m or (test is not None and m["test"] != test):
             continue
         n += 1
         vis, hid = m["visible"], m["hidden"]
@@ -60,6 +61,9 @@ def main(argv: list[str]) -> None:
             total[k] += r[k]
         print(f"{result['chapter']:<22} {r['mistakes']:>8} {r['visible']:>8} {r['named']:>8} {r['hidden']:>8} "
               f"{r['hidden_msg']:>8} {time.perf_counter() - t0:>5.0f}s", flush=True)
+        for t in dict.fromkeys(m["test"] for m in result["mistakes"]):
+            e = rates(result, t)
+            print(f"  {t:<20} {e['mistakes']:>8} {e['visible']:>8} {e['named']:>8} {e['hidden']:>8} {e['hidden_msg']:>8}")
     n = max(1, total["mistakes"])
     print(f"{'all':<22} {total['mistakes']:>8} {total['visible']:>8} {total['named']:>8} {total['hidden']:>8} "
           f"{total['hidden_msg']:>8}")
