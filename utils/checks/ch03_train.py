@@ -21,7 +21,6 @@ import math
 import torch
 from torch import nn
 
-from utils import metrics
 from utils.checks import assert_own_code, assert_untouched, call, fail, matches, snapshot
 from utils.saes import SeedReLUConfig, SeedSparseAutoencoder
 from utils.synthetic import ToyFeatureConfig, ToyFeatures
@@ -243,13 +242,13 @@ def check_train_toy_sae(fn) -> None:
              "optimizer.zero_grad(), loss.backward() and optimizer.step() on every batch?")
     with torch.no_grad():
         rec, lat = sae(x)
-    ev = metrics.explained_variance(x, rec).item()
+    ev = 1 - ((x - rec).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()  # explained variance
     if ev < 0.6:
         fail(f"after training, the SAE explains only {ev:.2f} of the variance of its training data: "
              "is it trained on `activations`, and do you return the trained SAE?")
     sparse, _ = _train(fn, x, 2.0, epochs=12, batch_size=128, lr=1e-2, seed=0)
     with torch.no_grad():
-        l0_small, l0_big = metrics.l0(lat).item(), metrics.l0(sparse(x)[1]).item()
+        l0_small, l0_big = ((a != 0).float().sum(-1).mean().item() for a in (lat, sparse(x)[1]))
     if not l0_big < 0.7 * l0_small:
         fail(f"a 40× larger l1_coeff left L0 at {l0_big:.1f} (vs {l0_small:.1f}): does the loss you "
              "optimise include l1_coeff · sparsity?")
