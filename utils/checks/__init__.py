@@ -89,6 +89,12 @@ _MEANINGS: tuple[tuple[type, str, str], ...] = (
     (RecursionError, r"", "Your function calls itself without end (a method calling itself by mistake?)."),
 )
 
+_MEANINGS += (
+    (RuntimeError, r"Boolean value of Tensor with more than one",
+     "Python's `if`, `and`, `or`, `max()` or `min()` got a tensor of several values: use the elementwise "
+     "torch forms (`torch.where`, `.clamp(min=...)`, `torch.maximum`, `&`, `|`)."),
+)
+
 
 def explain(err: BaseException) -> str:
     """What an exception raised inside an answer usually means, in the course's words."""
@@ -215,3 +221,19 @@ def assert_own_code(obj, name: str | None = None) -> None:
                 if ref:
                     fail(f"`{name}` uses `{ident}` from the course library ({ref}); "
                          "the exercise asks for your own code, so this answer scores zero.")
+
+
+# ---- naming a mistake by its value ------------------------------------------------------------
+def matches(actual, value, *, atol: float, rtol: float = 0.0) -> bool:
+    """`actual` has `value`'s shape and is close to it (compared in float64, on the CPU)."""
+    a = torch.as_tensor(actual).detach().cpu().double()
+    b = torch.as_tensor(value).detach().cpu().double()
+    return a.shape == b.shape and bool(torch.allclose(a, b, atol=atol, rtol=rtol))
+
+
+def name_mistake(actual, variants, *, atol: float, rtol: float = 0.0) -> None:
+    """Fail with the message of the first `(value, message)` in `variants` that `actual` matches: the
+    values a check computes for each common mistake, most specific first."""
+    for value, message in variants:
+        if matches(actual, value, atol=atol, rtol=rtol):
+            fail(message)
