@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from utils.data.concepts import auroc, concept_latent_table, linear_probe_auroc, precision_at_recall
+from utils.data.concepts import concept_latent_table, concept_precision_recall, linear_probe_auroc, precision_at_recall
 from utils.data.corpus import (
     LabelledTokens,
     claim_split,
@@ -102,5 +102,5 @@ __all__ = [
     "CONCEPTS", "SPLITS", "Doc", "LabelledTokens", "GPU_TEXT",
     "load_text", "load_token_rows", "load_hf_dataset", "load_docs", "corpus_texts", "load_labelled_tokens",
     "load_dialogue_pairs", "claim_split",
-    "auroc", "precision_at_recall", "concept_latent_table", "linear_probe_auroc",
+    "concept_precision_recall", "precision_at_recall", "concept_latent_table", "linear_probe_auroc",
 ]
