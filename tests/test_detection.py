@@ -215,6 +215,7 @@ def test_encode_pairs_marks_exactly_the_reply():
 
 def test_behaviour_gap_and_pooling_ignore_padding_and_batching():
     from utils import capstone, steering
+    from utils.activations import sae_hook_name
 
     model, sae = _tiny_model_and_sae()
     b = capstone.encode_pairs(_CharTokenizer(), _records())
@@ -229,8 +230,15 @@ def test_behaviour_gap_and_pooling_ignore_padding_and_batching():
     pooled = capstone.pool_sae_codes(model, sae, b, batch_size=4)
     assert pooled.latents.shape == (10, 32) and pooled.resid.shape == (10, 16)
     assert torch.allclose(capstone.pool_sae_codes(model, sae, b, batch_size=10).latents, pooled.latents, atol=1e-5)
+    for row in (1, 8):  # each row alone, unpadded: the SAE's latents averaged over the reply's tokens
+        n = int(b.valid[row].sum())
+        _, cache = model.run_with_cache(b.tokens[row:row + 1, :n])
+        x = cache["blocks.1.hook_resid_pre"][0]
+        reply = b.reply[row, :n]
+        torch.testing.assert_close(pooled.resid[row], x[reply].mean(0), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pooled.latents[row], sae.encode(x)[reply].mean(0), atol=1e-5, rtol=1e-4)
     # ablating every latent through the SAE's error term changes the model's behaviour, a no-op hook does not
-    hook = steering.sae_hook_name(sae)
+    hook = sae_hook_name(sae)
     same = capstone.behaviour_gap(model, b, [(hook, lambda x, hook: x)])
     assert torch.allclose(same, gap, atol=1e-5)
     ablated = capstone.behaviour_gap(model, b, [(hook, steering.ablation_hook(sae, list(range(32))))])
