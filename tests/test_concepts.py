@@ -63,7 +63,7 @@ def test_linear_probe_separates_a_linear_concept():
 
 
 def test_linear_probe_weights_are_in_raw_units():
-    """score = x · w + constant ranks the test set exactly as the probe does (the world's precision figure uses it)."""
+    """score = x · w + constant ranks the test set as the probe does (the world's precision figure relies on it)."""
     g = torch.Generator().manual_seed(1)
     x = torch.randn(1500, 6, generator=g) * torch.tensor([1.0, 10.0, 0.1, 1.0, 5.0, 1.0])   # unequal scales
     y = (x[:, 1] / 10 - x[:, 2] / 0.1 + 0.5 * torch.randn(1500, generator=g)) > 1.0

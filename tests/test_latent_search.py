@@ -1,4 +1,4 @@
-"""utils.latent_search: search by behaviour against a baseline, and the seed's strongest latents, against brute force."""
+"""utils.latent_search: search by behaviour against a baseline; the seed's strongest latents against brute force."""
 
 from __future__ import annotations
 

@@ -118,8 +118,8 @@ def test_generate_is_seeded_and_hooks_change_it(tiny):
     assert model.hook_dict["blocks.1.hook_resid_pre"].fwd_hooks == []                # hooks removed afterwards
 
 
-@pytest.mark.parametrize("make_hook", [lambda sae: S.ablation_hook(sae, [0, 3]), lambda sae: S.clamp_hook(sae, 2, 5.0)],
-                         ids=["ablation", "clamp"])
+@pytest.mark.parametrize("make_hook", [lambda sae: S.ablation_hook(sae, [0, 3]),
+                                       lambda sae: S.clamp_hook(sae, 2, 5.0)], ids=["ablation", "clamp"])
 def test_hooks_compute_on_the_saes_device_and_dtype(tiny, make_hook):
     import copy
 

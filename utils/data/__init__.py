@@ -17,7 +17,8 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from utils.data.concepts import concept_latent_table, concept_precision_recall, linear_probe_auroc, precision_at_recall
+from utils.data.concepts import (concept_latent_table, concept_precision_recall, linear_probe_auroc,
+                                 precision_at_recall)
 from utils.data.corpus import (
     LabelledTokens,
     claim_split,
@@ -68,7 +69,8 @@ def load_token_rows(split: str, seq_len: int, n_seq: int, profile: str | None = 
     if get_profile(profile) != "gpu":
         return torch.as_tensor(load_labelled_tokens(split, seq_len, n_seq=n_seq, tokenizer=tokenizer).tokens)
     if tokenizer is None:
-        raise ValueError("on the gpu profile pass the model's tokenizer: load_token_rows(..., tokenizer=model.tokenizer)")
+        raise ValueError("on the gpu profile pass the model's tokenizer: "
+                         "load_token_rows(..., tokenizer=model.tokenizer)")
     bos = tokenizer.bos_token_id
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else bos
     body, stream = seq_len - 1, []
