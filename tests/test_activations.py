@@ -76,6 +76,15 @@ def test_cache_batches_are_the_one_batch_values(lm, tmp_path):
     assert torch.equal(torch.load(tmp_path / "sub" / "acts.pt"), half)    # saved as returned
 
 
+def test_bad_tokens_say_what_to_pass(lm):
+    with pytest.raises(ValueError, match=r"\[batch seq\].*tokens\[None\]"):
+        A.model_activations(lm, HOOK, tokens(1, seq=12)[0])
+    batches = (t for t in tokens(4, seq=12).split(2))
+    A.cache_activations(lm, HOOK, batches)
+    with pytest.raises(ValueError, match="only once"):
+        A.cache_activations(lm, HOOK, batches)                               # the generator is spent
+
+
 def test_encode_and_sae_latents_match_saelens_splice(tiny):
     model, sae, toks = tiny
     resid = A.cache_activations(model, HOOK, toks, batch_size=4, flatten=False)

@@ -67,6 +67,9 @@ def model_activations(model, hook_name: str, tokens: Int[Tensor, "batch seq"], *
     [batch seq d], on `device` (the CPU by default; None: the model's device). `drop_bos` leaves
     out position 0, the BOS token: an attention sink whose activation has an outsized norm.
     """
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must be [batch seq], got shape {tuple(tokens.shape)}; for one sequence "
+                         "pass tokens[None] (or model.to_tokens(text), which is already 2-D).")
     store: list[Tensor] = []
 
     def hook(act, hook):
@@ -96,8 +99,12 @@ def cache_activations(model, hook_name: str, tokens: Int[Tensor, "n_seq seq"] | 
     BOS left out if `drop_bos`) or [n_seq seq d], in `dtype`.
     """
     batches = tokens.split(batch_size) if isinstance(tokens, Tensor) else tokens
-    acts = torch.cat([model_activations(model, hook_name, t, drop_bos=drop_bos, flatten=flatten,
-                                        device=device).to(dtype) for t in batches])
+    parts = [model_activations(model, hook_name, t, drop_bos=drop_bos, flatten=flatten, device=device).to(dtype)
+             for t in batches]
+    if not parts:
+        raise ValueError("no tokens to run: pass a [n_seq seq] tensor with at least one row, or a non-empty "
+                         "iterable of [batch seq] tensors (a generator can be iterated only once).")
+    acts = torch.cat(parts)
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         torch.save(acts.cpu(), path)
