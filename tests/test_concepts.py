@@ -62,6 +62,14 @@ def test_linear_probe_separates_a_linear_concept():
     assert score > 0.95 and w.abs().argmax() == 3
 
 
+def test_linear_probe_records_nan_for_a_concept_absent_from_the_test_split():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(300, 4, generator=g)
+    y = x[:, 0] > 0
+    score, w = linear_probe_auroc(x[:200], y[:200], x[200:], torch.zeros(100, dtype=torch.bool))
+    assert math.isnan(score) and w.shape == (4,) and w.abs().argmax() == 0     # the probe is still fitted
+
+
 def test_linear_probe_weights_are_in_raw_units():
     """score = x · w + constant ranks the test set as the probe does (the world's precision figure relies on it)."""
     g = torch.Generator().manual_seed(1)

@@ -91,8 +91,13 @@ def concept_latent_table(acts: Float[Tensor, "tokens d_sae"], labels: Bool[Tenso
 def linear_probe_auroc(x_train: Float[Tensor, "n d"], y_train, x_test: Float[Tensor, "m d"], y_test, *,
                        steps: int = 300, l2: float = 1e-3) -> tuple[float, Float[Tensor, "d"]]:
     """A class-balanced logistic probe (`utils.detection.logistic_probe`) fitted on `x_train`; its
-    AUROC on `x_test`, and its weights in raw input units (score = x · w + constant)."""
+    AUROC on `x_test`, and its weights in raw input units (score = x · w + constant).
+
+    Like `concept_latent_table`, it records nan for a concept whose test labels hold one class
+    only (absent from the test tokens, or on all of them), where AUROC is undefined.
+    """
     x_train, x_test = torch.as_tensor(x_train).float(), torch.as_tensor(x_test).float()
     y_train, y_test = torch.as_tensor(np.asarray(y_train)).bool(), torch.as_tensor(np.asarray(y_test)).bool()
     probe = logistic_probe(x_train, y_train, l2=l2, steps=steps, balanced=True)
-    return float(auroc(probe.score(x_test), y_test)), probe.w / probe.scale
+    both = 0 < int(y_test.sum()) < len(y_test)
+    return (float(auroc(probe.score(x_test), y_test)) if both else float("nan")), probe.w / probe.scale
