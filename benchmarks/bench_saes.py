@@ -129,7 +129,7 @@ def cached_lm_activations(n_seq: int) -> torch.Tensor:
 
     model = load_model("cpu")
     toks = torch.from_numpy(load_labelled_tokens("train", n_seq=n_seq).tokens.astype("int64"))
-    return cache_activations(model, HOOK, toks.split(32), path, drop_first=True)
+    return cache_activations(model, HOOK, toks.split(32), path, drop_bos=True)
 
 
 def saelens_run(arch: str, x: torch.Tensor, d_sae: int, steps: int, lr: float, skip: int = 3, **kw):

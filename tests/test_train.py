@@ -71,7 +71,7 @@ def test_hook_source_serves_every_activation_shuffled(lm):
     with torch.no_grad():  # the hook's activation, as TransformerLens' cache reports it
         _, cache = lm.run_with_cache(toks[0], names_filter=hook)
     torch.testing.assert_close(model_activations(lm, hook, toks[0]), cache[hook].reshape(-1, 16))
-    torch.testing.assert_close(model_activations(lm, hook, toks[0], drop_first=True),
+    torch.testing.assert_close(model_activations(lm, hook, toks[0], drop_bos=True),
                                cache[hook][:, 1:].reshape(-1, 16))
 
 

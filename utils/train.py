@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from utils import metrics
+from utils.activations import cache_activations, model_activations
 from utils.resample import resample_dead_latents_
 from utils.saes.base import SAE
 
@@ -55,61 +55,29 @@ class TensorSource:
                 yield self.acts[order[i : i + B]] if self.shuffle else self.acts[i : i + B]
 
 
-def _stop_layer(hook_name: str) -> int | None:
-    m = re.match(r"blocks\.(\d+)\.", hook_name)
-    return int(m.group(1)) + 1 if m else None
-
-
-@torch.no_grad()
-def model_activations(model, hook_name: str, tokens: Int[Tensor, "batch seq"], *,
-                      drop_first: bool = False) -> Float[Tensor, "n d_in"]:
-    """The activations at `hook_name` for one batch of tokens, flattened to [batch·seq d_in]."""
-    store: list[Tensor] = []
-
-    def hook(act, hook):
-        store.append(act.detach())
-
-    model.run_with_hooks(tokens, fwd_hooks=[(hook_name, hook)], stop_at_layer=_stop_layer(hook_name),
-                         return_type=None)
-    act = store[0]
-    if drop_first:  # position 0 (BOS) is an attention sink with an outsized norm
-        act = act[:, 1:]
-    return act.reshape(-1, act.shape[-1]).float().cpu()
-
-
-def cache_activations(model, hook_name: str, token_batches: Iterable[Tensor], path: str | Path | None = None,
-                      *, drop_first: bool = False, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Run every token batch once and stack the activations (saved to `path` if given)."""
-    acts = torch.cat([model_activations(model, hook_name, t, drop_first=drop_first).to(dtype)
-                      for t in token_batches])
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(acts, path)
-    return acts
-
-
 class HookActivationSource:
     """Activations streamed from a TransformerLens model's hook through a shuffled buffer.
 
     Tokens from one sequence are highly correlated, so batches are drawn from a buffer of
     `buffer_tokens` activations that is shuffled, half served, and refilled (SAELens'
     mixing buffer). With `cache_path`, activations are computed once, saved, and then
-    served from the (memory-mapped) file on every later run.
+    served from the (memory-mapped) file on every later run. Capture is `utils.activations`'
+    (the buffer lives on the CPU; the trainer moves each batch).
     """
 
     def __init__(self, model, hook_name: str, token_batches: Iterable[Int[Tensor, "batch seq"]], *,
                  batch_size: int = 4096, buffer_tokens: int = 65_536, shuffle: bool = True, seed: int = 0,
-                 drop_first: bool = False, cache_path: str | Path | None = None):
+                 drop_bos: bool = False, cache_path: str | Path | None = None):
         self.model, self.hook_name, self.token_batches = model, hook_name, token_batches
         self.batch_size, self.buffer_tokens = batch_size, max(buffer_tokens, 2 * batch_size)
-        self.shuffle, self.seed, self.drop_first = shuffle, seed, drop_first
+        self.shuffle, self.seed, self.drop_bos = shuffle, seed, drop_bos
         self.cache_path = None if cache_path is None else Path(cache_path)
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.cache_path is not None:
             if not self.cache_path.exists():
                 cache_activations(self.model, self.hook_name, self.token_batches, self.cache_path,
-                                  drop_first=self.drop_first)
+                                  drop_bos=self.drop_bos)
             acts = torch.load(self.cache_path, mmap=True)
             yield from TensorSource(acts, self.batch_size, self.shuffle, self.seed)
             return
@@ -124,7 +92,7 @@ class HookActivationSource:
         buf = torch.empty(0, 0)
         B = self.batch_size
         for tokens in self.token_batches:
-            act = model_activations(self.model, self.hook_name, tokens, drop_first=self.drop_first)
+            act = model_activations(self.model, self.hook_name, tokens, drop_bos=self.drop_bos)
             buf = act if buf.numel() == 0 else torch.cat([buf, act])
             if buf.shape[0] >= self.buffer_tokens:
                 if self.shuffle:
