@@ -61,6 +61,10 @@ class SparseAutoencoder(SeedSparseAutoencoder):
     def __init__(self, d_model, n_latents, seed=None):
         super().__init__(SeedReLUConfig(d_in=d_model, d_sae=n_latents, init_seed=seed))
 
+    def forward(self, x):  # the seed's pair, as chapter 03's copy of the class returns it
+        latents = self.encode(x)
+        return self.decode(latents), latents
+
 
 def _trainer(*, normalize=True, use_l1=True):
     @_mine

@@ -48,7 +48,8 @@ def check_sparse_autoencoder(SparseAutoencoder) -> None:
     if not isinstance(out, tuple) or len(out) != 2:
         fail("forward must return a pair (reconstructed, latents), as the seed's does.")
     reconstructed, latents = out
-    want_rec, want_lat = ref(x)
+    want = ref(x)  # the course's adapter of the seed returns SAEOutput; the seed's pair is (x_hat, acts)
+    want_rec, want_lat = want.x_hat, want.acts
     if tuple(reconstructed.shape) == tuple(want_lat.shape) and tuple(latents.shape) == tuple(want_rec.shape):
         fail("forward returned (latents, reconstructed): the seed returns (reconstructed, latents).")
     if (latents < 0).any():
