@@ -76,7 +76,7 @@ def test_cache_batches_are_the_one_batch_values(lm, tmp_path):
     assert torch.equal(torch.load(tmp_path / "sub" / "acts.pt"), half)    # saved as returned
 
 
-def test_bad_tokens_say_what_to_pass(lm):
+def test_bad_tokens_say_what_to_pass(lm, unchecked_types):
     with pytest.raises(ValueError, match=r"\[batch seq\].*tokens\[None\]"):
         A.model_activations(lm, HOOK, tokens(1, seq=12)[0])
     batches = (t for t in tokens(4, seq=12).split(2))

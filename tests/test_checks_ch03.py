@@ -81,6 +81,10 @@ class SparseAutoencoder(SeedSparseAutoencoder):  # the notebook's class
     def __init__(self, d_model, n_latents, seed=None):
         super().__init__(SeedReLUConfig(d_in=d_model, d_sae=n_latents, init_seed=seed))
 
+    def forward(self, x):  # the seed's pair, as chapter 03's copy of the class returns it
+        latents = self.encode(x)
+        return self.decode(latents), latents
+
 
 def _stats(x, rec, lat) -> dict:
     return {"recon_loss": (x - rec).pow(2).mean().item(), "sparsity_loss": lat.abs().mean().item(),

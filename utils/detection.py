@@ -60,7 +60,7 @@ def rank_data(scores: Float[Tensor, "n d"]) -> Ranks:
     return Ranks(ranks.T, (t.pow(2) - 1).sum(-1))  # Σ_elements (t² − 1) = Σ_groups (t³ − t)
 
 
-def auroc(scores: Float[Tensor, "n ..."], labels: Bool[Tensor, "n"]) -> Float[Tensor, "..."]:
+def auroc(scores: Float[Tensor, "n ..."], labels: Bool[Tensor, "n"] | Int[Tensor, "n"]) -> Float[Tensor, "..."]:
     """Area under the ROC curve of each column as a detector of `labels`.
 
     AUROC = P(score of a random positive > score of a random negative) + ½ P(tie)

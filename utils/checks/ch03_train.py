@@ -76,7 +76,7 @@ def _replay(x, l1, *, epochs, lr, seed, zero_grad=True, fresh_optimizer=False, u
     for _ in range(epochs):
         if fresh_optimizer:
             opt = optimizer(sae.parameters(), lr=lr)
-        rec, lat = sae(x)
+        rec, lat, _ = sae(x)
         loss = (x - rec).pow(2).mean() + (l1 * lat.abs().mean() if use_l1 else 0.0)
         if zero_grad:
             opt.zero_grad()
@@ -140,7 +140,7 @@ def _check_at_lr_zero(fn) -> None:
              "torch.optim.Adam(sae.parameters(), lr=lr).")
     _check_structure(history, rows=256, batch_size=256, epochs=epochs)
     # What every step sees: the unchanged SAE on the whole batch.
-    rec, lat = start(x)
+    rec, lat, _ = start(x)
     recon, sparsity = (x - rec).pow(2).mean(), lat.abs().mean()
     (grad,) = torch.autograd.grad(recon + l1 * sparsity, start.encoder.weight, retain_graph=True)
     (grad_recon,) = torch.autograd.grad(recon, start.encoder.weight)
