@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)  ## create the environment if missing and install the course into it
 
+# As root (containers, cloud VMs) Jupyter refuses to start without --allow-root; with no display
+# (and not macOS) there is no browser to open, so it only prints the URL with its token.
 lab: $(STAMP)  ## start JupyterLab on chapters/ (prints the URL; Ctrl-C stops it)
 	$(BIN)/jupyter lab --notebook-dir=chapters --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
-		$(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser)
+		$(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 browser:  ## install Chromium for the real-browser test (Debian's package; needs root, else skipped)
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
