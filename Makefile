@@ -49,11 +49,24 @@ test: $(STAMP) browser  ## run the whole test suite (executes and autogrades eve
 test-quick: $(STAMP)  ## the test suite without training runs and notebook execution
 	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not slow"
 
-release: $(STAMP)  ## regenerate chapters/ from solutions/
+# Colab installs the course library from the commit the chapters name (templates/header.ipynb, put
+# in front of every chapter): the last commit that changed the library, so a notebook saved in
+# Drive keeps working with its own library. tests/test_versions.py checks that it is current.
+LIBRARY := utils pyproject.toml
+release: $(STAMP)  ## regenerate chapters/ from solutions/, naming the library commit Colab installs
+	@ref=$$(git log -1 --format=%H -- $(LIBRARY) 2>/dev/null); \
+	if [ -z "$$ref" ]; then echo "release: not a git checkout; the install commit in templates/header.ipynb is kept"; \
+	else \
+		if [ -n "$$(git status --porcelain -- $(LIBRARY))" ]; then \
+			echo "release: warning: utils/ or pyproject.toml has uncommitted changes, which Colab would not get:"; \
+			echo "  commit them, then run make release again (the chapters name $$ref)"; fi; \
+		$(BIN)/python -c 'import pathlib, re, sys; p = pathlib.Path("templates/header.ipynb"); \
+			p.write_text(re.sub(r"^(    \"RELEASE = \\\")[\w.-]*", r"\g<1>" + sys.argv[1], p.read_text(), flags=re.M))' "$$ref"; \
+	fi
 	@for ch in $(CHAPTERS); do \
 		$(BIN)/python -m nbgrader generate_assignment $$ch --force --no-db --log-level=WARN || exit 1; \
 	done
-	@echo "chapters/ regenerated: $(CHAPTERS)"
+	@echo "chapters/ regenerated: $(CHAPTERS); Colab installs the library at $$(git log -1 --format=%h -- $(LIBRARY) 2>/dev/null)"
 
 grade: $(STAMP)  ## autograde grading/submitted/ -> grading/feedback/ and grading/grades.csv
 	$(BIN)/python -m tools.grade $(GRADE_ARGS)
