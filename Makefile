@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]_*))
 LAB_PORT ?= 8888
 
-.PHONY: help env lab test test-quick release grade assets bench clean-grading browser
+.PHONY: help env lab test test-quick release grade assets bench gpu-check clean-grading browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,8 +74,11 @@ grade: $(STAMP)  ## autograde grading/submitted/ -> grading/feedback/ and gradin
 assets: $(STAMP)  ## rebuild the offline world in utils/assets/ (up to an hour on a 2-core CPU)
 	$(BIN)/python -m utils.build_assets
 
-bench: $(STAMP)  ## print the benchmarks' figures (trainer throughput, recovery, grading)
+bench: $(STAMP)  ## print the benchmarks' figures (each chapter's wait, trainer throughput, recovery, grading)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+gpu-check: $(STAMP)  ## on a CUDA machine: every chapter in the real gpu profile (hub downloads), time and GPU memory
+	@$(BIN)/python benchmarks/bench_chapters.py --gpu
 
 clean-grading:  ## remove grading/ outputs except submissions
 	rm -rf grading/autograded grading/feedback grading/gradebook.db grading/grades.csv grading/work
