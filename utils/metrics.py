@@ -4,9 +4,11 @@ Pure functions: they return numbers (tensors or NamedTuples), never print.
 
 Traps this module avoids (notes/sae-sota.md §3):
 - L0 counts `acts != 0`, not `acts > 0` (a variant may produce negative codes).
-- Explained variance is about the data's mean: 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖². Measured about zero
-  (SAELens #659), the denominator Σ‖x‖² includes ‖x̄‖², the part a bias alone explains,
-  so the score reads far higher (0.98 vs 0.78 in #659) for the same SAE. Both are here.
+- Explained variance is about the data's mean: 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖², as sae_lens 6.54
+  computes it (`evals.ExplainedVarianceCalculator`). Measured about zero, the denominator Σ‖x‖²
+  includes ‖x̄‖², the part a bias alone explains, so the score reads far higher for the same SAE
+  (0.98 vs 0.78 in SAELens #659: SAELens computed it that way until that bug was fixed in 2026).
+  Both are here.
 - Loss recovered against *zero* ablation flatters any SAE on a residual stream (zeroing it
   wrecks the model, so anything looks good by comparison): report raw ΔCE with a bootstrap
   interval, and recovery against *mean* ablation too.
@@ -46,7 +48,7 @@ def explained_variance(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d
 
 
 def explained_variance_about_zero(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d_in"]) -> Float[Tensor, ""]:
-    """1 − Σ‖x − x̂‖² / Σ‖x‖²: what SAELens' "explained_variance" computes (#659); reads higher."""
+    """1 − Σ‖x − x̂‖² / Σ‖x‖²; reads higher. SAELens' "explained_variance" before its #659 fix."""
     x, x_hat = _flat(x).double(), _flat(x_hat).double()
     return (1 - (x - x_hat).pow(2).sum() / x.pow(2).sum()).float()
 

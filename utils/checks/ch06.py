@@ -91,7 +91,7 @@ def check_evaluate_sae(fn, model, sae, tokens) -> None:
                  "dimension around one global mean. Divide Σ‖x − x̂‖² by Σ‖x − x̄‖², with x̄ the mean "
                  "over tokens of each dimension (x.mean(0)).")
         if abs(ev - want["explained_variance_about_zero"]) < 1e-3:
-            fail("you measured the variance about zero (Σ‖x‖², SAELens #659): subtract the mean over "
+            fail("you measured the variance about zero (Σ‖x‖², SAELens' bug #659): subtract the mean over "
                  "tokens, x.mean(0), before squaring.")
         if abs(ev - with_bos["explained_variance"]) < 1e-3:
             fail("you kept position 0 (BOS): drop it, acts[:, 1:], before computing the metrics.")
