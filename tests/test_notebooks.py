@@ -25,7 +25,7 @@ from conftest import CHAPTERS, REPO
 
 pytestmark = pytest.mark.slow
 
-CELL_TIMEOUT = int(os.environ.get("COURSE_CELL_TIMEOUT", "600"))  # seconds; a hung cell fails, named
+CELL_TIMEOUT = int(os.environ.get("COURSE_CELL_TIMEOUT", "900"))  # seconds; a hung cell fails, named
 ANSI = re.compile(r"(\x1b|#x1B)\[[0-9;]*m")  # junit XML spells ESC as "#x1B"
 
 
@@ -66,8 +66,9 @@ def run_nbval(notebook: Path, workdir: Path, *, cell_timeout: int = CELL_TIMEOUT
         index = int(case.get("name", "Cell -1").split()[-1])
         cell = code_cells[index] if 0 <= index < len(code_cells) else None
         text = ANSI.sub("", bad.text or bad.get("message") or "").strip().splitlines()
-        error = next((ln.strip() for ln in reversed(text) if re.match(r"\s*\w*(Error|Exception|Exit|Interrupt)\b", ln)
-                      or "Timeout" in ln), text[-1].strip() if text else "")
+        error = next((f"{ln.split(': ', 1)[-1].strip()} (COURSE_CELL_TIMEOUT)" for ln in text if "Timeout of" in ln), None) \
+            or next((ln.strip() for ln in reversed(text) if re.match(r"\s*\w*(Error|Exception|Exit)\b", ln)),
+                    text[-1].strip() if text else "")
         failures.append(CellFailure(
             index=index,
             name=cell.metadata.get("nbgrader", {}).get("grade_id", "-") if cell else "-",
