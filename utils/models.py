@@ -7,6 +7,11 @@
 
 Nothing downloads at import time. A hub request on a machine without network raises
 :class:`CourseOfflineError`, which names the offline alternative, instead of a hub stack trace.
+
+Every hub request goes through :func:`_from_hub`, the one place where the hub can be stood in
+for: with `COURSE_HUB_STANDINS=<module>`, that module's `from_hub(what, fn, *args, **kwargs)`
+answers instead of the network (tests/gpu_standins.py: GPT-2 small's configs with random
+weights, for rehearsing the `gpu` profile on a CPU; see `utils.runtime`).
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ GPU_SAES = {
 
 class CourseOfflineError(RuntimeError):
     """A hub resource was asked for without network; the message names the offline alternative."""
+
+
+def _gpu_device(device: str | torch.device | None) -> str:
+    """Where a `gpu` model or SAE goes when the caller does not say: CUDA (or a rehearsal's device)."""
+    from utils.runtime import rehearsal_device
+
+    return str(device or rehearsal_device() or "cuda")
 
 
 def _profile(profile: str | None) -> str:
@@ -63,7 +75,13 @@ def _offline(what: str) -> CourseOfflineError:
 
 
 def _from_hub(what: str, fn, *args, **kwargs):
-    """Call a hub-downloading `fn`; a missing network becomes a CourseOfflineError."""
+    """Call a hub-downloading `fn`; a missing network becomes a CourseOfflineError. With
+    COURSE_HUB_STANDINS set, the named module's `from_hub` answers instead (see above)."""
+    standins = os.environ.get("COURSE_HUB_STANDINS", "").strip()
+    if standins:
+        import importlib
+
+        return importlib.import_module(standins).from_hub(what, fn, *args, **kwargs)
     if not hub_reachable():
         raise _offline(what)
     try:
@@ -118,7 +136,7 @@ def load_model(profile: str | None = None, *, device: str | torch.device | None 
 
     if _profile(profile) == "gpu":
         return _from_hub("GPT-2 small", HookedSAETransformer.from_pretrained, GPU_MODEL,
-                         device=str(device or "cuda"))
+                         device=_gpu_device(device))
     root = Path(root or assets_dir())
     cfg = tiny_lm_config(root)
     cfg.device = str(device or "cpu")
@@ -151,7 +169,7 @@ def load_sae(variant: str = "topk", profile: str | None = None, *,
             )
         release, sae_id = GPU_SAES[variant]
         return _from_hub(f"the SAE {release}/{sae_id}", SAE.from_pretrained, release=release,
-                         sae_id=sae_id, device=str(device or "cuda"))
+                         sae_id=sae_id, device=_gpu_device(device))
     return SAE.load_from_disk(str(sae_dir(variant, root)), device=str(device or "cpu"))
 
 
