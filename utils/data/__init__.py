@@ -2,6 +2,7 @@
 
     from utils.data import load_text, load_labelled_tokens, load_dialogue_pairs, CONCEPTS
     texts = load_text("train")                          # list[str], chosen by profile
+    tokens = load_token_rows("train", 128, 64, tok)     # [64, 128] from those texts, BOS first, unpadded
     lt = load_labelled_tokens("heldout", seq_len=128)   # tokens [n, 128], labels [n, 128, n_concepts]
     pairs = load_dialogue_pairs("heldout")              # prompt + sycophantic / honest continuation
 
@@ -48,6 +49,26 @@ def load_text(split: str = "train", profile: str | None = None, *, n_docs: int |
     return texts[:n_docs] if n_docs is not None else texts
 
 
+def load_token_rows(split: str, seq_len: int, n_seq: int, tokenizer, profile: str | None = None):
+    """At most `n_seq` rows of `seq_len` token ids from `load_text(split)`: the documents
+    tokenised, joined by the end-of-text token and cut into rows with BOS first, as SAELens'
+    runner and the offline corpus do. No row is padded (a padded row would put pad positions
+    into training and evaluation)."""
+    import numpy as np
+    import torch
+
+    from utils.data.corpus import TokenStream, pack
+
+    ids: list[int] = []
+    for text in load_text(split, profile):
+        ids += tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        if len(ids) >= n_seq * (seq_len - 1):
+            break
+    stream = TokenStream(np.asarray(ids, np.int32), np.zeros((len(ids), len(CONCEPTS)), bool),
+                         np.zeros(len(ids), np.int32))
+    return torch.as_tensor(pack(stream, seq_len, tokenizer.bos_token_id).tokens[:n_seq])
+
+
 def _gpu_dataset():
     import datasets
 
@@ -73,7 +94,7 @@ def load_hf_dataset(split: str = "train", profile: str | None = None, *, tokeniz
 
 __all__ = [
     "CONCEPTS", "SPLITS", "Doc", "LabelledTokens", "GPU_TEXT",
-    "load_text", "load_hf_dataset", "load_docs", "corpus_texts", "load_labelled_tokens",
+    "load_text", "load_token_rows", "load_hf_dataset", "load_docs", "corpus_texts", "load_labelled_tokens",
     "load_dialogue_pairs", "claim_split",
     "auroc", "precision_at_recall", "concept_latent_table", "linear_probe_auroc",
 ]
