@@ -83,11 +83,11 @@ def evaluate(sae: SAE, x: Float[Tensor, "tokens d_in"], batch_size: int = 4096) 
     """Every reconstruction and sparsity metric on a fixed set of tokens, as a plain dict."""
     was_training = sae.training
     sae.eval()
-    x = _flat(x)
-    x_hat, fired, nnz = [], torch.zeros(sae.cfg.d_sae, device=x.device), 0.0
+    x, dev = _flat(x), sae.W_dec.device   # x may be on the CPU and the SAE on the GPU: batches go to it
+    x_hat, fired, nnz = [], torch.zeros(sae.cfg.d_sae, device=dev), 0.0
     for xb in x.split(batch_size):
-        acts = sae.encode(xb)
-        x_hat.append(sae.decode(acts))
+        acts = sae.encode(xb.to(dev))
+        x_hat.append(sae.decode(acts).to(x.device))
         fired += (acts != 0).sum(0)
         nnz += float((acts != 0).sum())
     sae.train(was_training)
