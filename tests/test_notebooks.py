@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -40,21 +41,35 @@ class CellFailure:
         return f"code cell {self.index} ({self.name}: {self.first_line!r}):\n    {self.error}"
 
 
-def run_nbval(notebook: Path, workdir: Path, *, cell_timeout: int = CELL_TIMEOUT) -> tuple[list[CellFailure], str]:
+def run_nbval(notebook: Path, workdir: Path, *, cell_timeout: int = CELL_TIMEOUT,
+              env: dict[str, str] | None = None) -> tuple[list[CellFailure], str]:
     """Execute every code cell of `notebook` (a copy in `workdir`) under nbval --nbval-lax, in
-    the `fast` profile. Returns the failing cells and nbval's output."""
+    the `fast` profile unless `env` (the kernel's environment) says otherwise. Returns the
+    failing cells and nbval's output."""
     workdir.mkdir(parents=True, exist_ok=True)
     nb_path = workdir / notebook.name
     shutil.copy(notebook, nb_path)
     report = workdir / "nbval.xml"
-    env = {**os.environ, "COURSE_FAST": "1", "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("COURSE_PROFILE", None)
-    p = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env",
-         f"--nbval-cell-timeout={cell_timeout}", "-p", "no:cacheprovider", "-q", "--rootdir", str(workdir),
-         f"--junitxml={report}", nb_path.name],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=40 * 60)
-    output = ANSI.sub("", p.stdout + p.stderr)
+    if env is None:
+        env = {**os.environ, "COURSE_FAST": "1"}
+        env.pop("COURSE_PROFILE", None)
+    env = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
+    log = workdir / "nbval.log"
+    with log.open("w") as out:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-v",
+             f"--nbval-cell-timeout={cell_timeout}", "--nbval-kernel-startup-timeout=600", "-p", "no:cacheprovider",
+             "--rootdir", str(workdir), f"--junitxml={report}", nb_path.name],
+            cwd=workdir, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            p.wait(timeout=3 * 3600)
+        except subprocess.TimeoutExpired:  # every cell has its own timeout: something hangs outside them
+            os.killpg(p.pid, signal.SIGKILL)  # nbval and its kernel
+            p.wait()
+            done = re.findall(r"::Cell (\d+) (?:PASSED|FAILED)", log.read_text())
+            raise AssertionError(f"{notebook.name} hung after code cell {done[-1] if done else 'none'} "
+                                 f"(nbval's log: {log})") from None
+    output = ANSI.sub("", log.read_text())
     if not report.exists():
         raise AssertionError(f"nbval did not run on {notebook.name}:\n{output[-3000:]}")
     code_cells = [c for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"]
@@ -66,6 +81,8 @@ def run_nbval(notebook: Path, workdir: Path, *, cell_timeout: int = CELL_TIMEOUT
         index = int(case.get("name", "Cell -1").split()[-1])
         cell = code_cells[index] if 0 <= index < len(code_cells) else None
         text = ANSI.sub("", bad.text or bad.get("message") or "").strip().splitlines()
+        if any("Kernel didn't respond" in ln or "Kernel died" in ln for ln in text[-5:]):
+            raise AssertionError(f"the kernel for {notebook.name} did not start or died:\n" + "\n".join(text[-5:]))
         error = next((f"{ln.split(': ', 1)[-1].strip()} (COURSE_CELL_TIMEOUT)" for ln in text if "Timeout of" in ln), None) \
             or next((ln.strip() for ln in reversed(text) if re.match(r"\s*\w*(Error|Exception|Exit)\b", ln)),
                     text[-1].strip() if text else "")
