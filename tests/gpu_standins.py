@@ -200,28 +200,47 @@ class MetaAsCuda:
 
     The chapter's model and SAEs live on `meta`: shapes, no data. Any operation that mixes one of
     their tensors with a CPU tensor raises, as on CUDA ("Tensor on device meta is not on the
-    expected device cpu!"). So that the code can go on past the first number it reads, a copy
-    from `meta` to the CPU gives zeros and `.item()` gives 0: the values are meaningless (checks
-    may fail), the devices are not. TransformerLens' default device (what a model built without
-    `device=` gets: CUDA on Colab) becomes `meta` too.
+    expected device cpu!"). So that the code goes on past the numbers it reads, a copy from
+    `meta` to the CPU gives made-up values (floats drawn in [0.5, 1.5), integers 0, booleans
+    True) and so does `.item()` (1 for integers): the values are meaningless (checks may fail),
+    the devices are not. TransformerLens' default device (what a model built without `device=`
+    gets: CUDA on Colab) becomes `meta` too.
     """
 
     def __init__(self):
         from torch.utils._python_dispatch import TorchDispatchMode
 
         aten = torch.ops.aten
+        gen = torch.Generator().manual_seed(SEED)
+
+        def made_up(shape, dtype):
+            if dtype == torch.bool:
+                return torch.ones(shape, dtype=dtype)
+            if dtype.is_floating_point or dtype.is_complex:
+                return (torch.rand(shape, generator=gen) + 0.5).to(dtype)
+            return torch.zeros(shape, dtype=dtype)
 
         class Mode(TorchDispatchMode):
             def __torch_dispatch__(self, func, types, args=(), kwargs=None):
                 kwargs = kwargs or {}
                 src = args[0] if args and isinstance(args[0], torch.Tensor) else None
+                if func is aten.copy_.default and src is not None and src.device.type == "cpu" \
+                        and isinstance(args[1], torch.Tensor) and args[1].device.type == "meta":
+                    return src.copy_(made_up(args[1].shape, args[1].dtype))   # meta -> a CPU buffer
                 if src is not None and src.device.type == "meta":
                     if func is aten._local_scalar_dense.default:
-                        return False if src.dtype == torch.bool else 0 if not src.dtype.is_floating_point else 0.0
+                        return True if src.dtype == torch.bool else 1 if not src.dtype.is_floating_point \
+                            else 0.5 + float(torch.rand((), generator=gen))
                     if func is aten._to_copy.default and kwargs.get("device") is not None \
                             and torch.device(kwargs["device"]).type == "cpu":
-                        return torch.zeros(src.shape, dtype=kwargs.get("dtype") or src.dtype)
-                return func(*args, **kwargs)
+                        return made_up(src.shape, kwargs.get("dtype") or src.dtype)
+                try:
+                    return func(*args, **kwargs)
+                except (RuntimeError, NotImplementedError) as e:  # an op that returns a number (allclose, equal)
+                    kind = str(func._schema.returns[0].type) if func._schema.returns else ""
+                    if kind not in ("bool", "int", "float") or "device" in str(e):
+                        raise
+                    return True if kind == "bool" else 1 if kind == "int" else 0.5 + float(torch.rand((), generator=gen))
 
         self.mode = Mode()
 
@@ -236,6 +255,12 @@ class MetaAsCuda:
             post_init(cfg)
 
         HookedTransformerConfig.__post_init__ = accelerator_by_default
+        self.format = fmt = torch.Tensor.__format__
+
+        def format_meta(t, spec):  # a 0-d tensor on CUDA formats as its number; meta refuses to
+            return format(t.item(), spec) if t.is_meta and t.dim() == 0 else fmt(t, spec)
+
+        torch.Tensor.__format__ = format_meta
         self.mode.__enter__()
         return self
 
@@ -244,6 +269,7 @@ class MetaAsCuda:
 
         self.mode.__exit__(*exc)
         HookedTransformerConfig.__post_init__ = self.post_init
+        torch.Tensor.__format__ = self.format
 
 
 def meta_as_cuda() -> None:

@@ -180,7 +180,8 @@ def downstream_loss(model, sae: SAE, tokens: Int[Tensor, "batch seq"], hook_name
     per_seq = (spliced - clean).double().mean(-1)  # [n_seq]
     gen = torch.Generator().manual_seed(seed)
     boot = per_seq[torch.randint(len(per_seq), (n_boot, len(per_seq)), generator=gen)].mean(-1)
-    lo, hi = torch.quantile(boot, torch.tensor([(1 - ci) / 2, (1 + ci) / 2], dtype=boot.dtype)).tolist()
+    q = torch.tensor([(1 - ci) / 2, (1 + ci) / 2], dtype=boot.dtype, device=boot.device)  # same device (CUDA)
+    lo, hi = torch.quantile(boot, q).tolist()
     c, s, z, m = (float(v.double().mean()) for v in (clean, spliced, zero, mean_abl))
     return DownstreamLoss(
         clean_ce=c, spliced_ce=s, zero_ablated_ce=z, mean_ablated_ce=m, delta_ce=s - c, delta_ce_ci=(lo, hi),
