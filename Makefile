@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]_*))
 LAB_PORT ?= 8888
 
-.PHONY: help env lab test test-quick release grade assets bench gpu-check clean-grading browser
+.PHONY: help env lab test test-quick test-gpu-profile release grade assets bench gpu-check clean-grading browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,7 +44,10 @@ browser:  ## install Chromium for the real-browser test (Debian's package; needs
 	else echo "browser: chromium is missing and this is not root with apt-get; tests/test_browser.py will be skipped"; fi
 
 test: $(STAMP) browser  ## run the whole test suite (executes and autogrades every chapter)
-	COURSE_FAST=1 $(BIN)/python -m pytest -q
+	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not gpu_rehearsal"
+
+test-gpu-profile: $(STAMP)  ## rehearse every chapter's gpu (Colab) code path on stand-ins, on the CPU and on meta
+	$(BIN)/python -m pytest -q -m gpu_rehearsal tests/test_gpu_profile.py
 
 test-quick: $(STAMP)  ## the test suite without training runs and notebook execution
 	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not slow"

@@ -13,6 +13,8 @@ after it is the code a Colab student runs, with the `fast` profile's numbers
   device with one on the CPU raises as it would on Colab: those cells fail the test. A
   TransformerLens model built without `device=` lands on `meta` too, as it lands on CUDA there.
 
+The chapter runs are marked `gpu_rehearsal` and run by `make test-gpu-profile` (they train on
+GPT-2-sized activations on the CPU: longer than `make test`'s budget); `make test` runs the rest.
 `make gpu-check` runs the real thing where a GPU is at hand; without one it says so and fails.
 """
 
@@ -29,7 +31,7 @@ import torch
 from conftest import CHAPTERS, REPO
 from test_notebooks import run_nbval
 
-pytestmark = [pytest.mark.slow, pytest.mark.gpu_rehearsal]
+pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
 CELL_TIMEOUT = int(os.environ.get("COURSE_CELL_TIMEOUT", "1800"))
 DEVICE_MIXING = re.compile(r"is not on the expected device|on the same device|found at least two devices"
@@ -49,6 +51,7 @@ def rehearsal_env(device: str, tmp: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.gpu_rehearsal
 @pytest.mark.parametrize("ch", CHAPTERS)
 def test_gpu_path_runs_on_the_cpu(ch, tmp_path):
     failures, _ = run_nbval(REPO / "solutions" / ch / f"{ch}.ipynb", tmp_path / "run", cell_timeout=CELL_TIMEOUT,
@@ -57,6 +60,7 @@ def test_gpu_path_runs_on_the_cpu(ch, tmp_path):
         + "\n".join(map(str, failures))
 
 
+@pytest.mark.gpu_rehearsal
 @pytest.mark.parametrize("ch", CHAPTERS)
 def test_gpu_path_keeps_its_tensors_on_its_device(ch, tmp_path):
     failures, output = run_nbval(REPO / "solutions" / ch / f"{ch}.ipynb", tmp_path / "run",
