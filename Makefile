@@ -14,7 +14,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]_*))
 LAB_PORT ?= 8888
 
-.PHONY: help env lab test test-quick release grade assets bench clean-grading browser
+.PHONY: help env lab test test-quick test-gpu-profile release grade assets bench gpu-check clean-grading browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -27,9 +27,11 @@ $(STAMP): pyproject.toml
 
 env: $(STAMP)  ## create the environment if missing and install the course into it
 
+# As root (containers, cloud VMs) Jupyter refuses to start without --allow-root; with no display
+# (and not macOS) there is no browser to open, so it only prints the URL with its token.
 lab: $(STAMP)  ## start JupyterLab on chapters/ (prints the URL; Ctrl-C stops it)
 	$(BIN)/jupyter lab --notebook-dir=chapters --ServerApp.ip=127.0.0.1 --ServerApp.port=$(LAB_PORT) \
-		$(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser)
+		$(if $(DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser) $(if $(filter 0,$(shell id -u)),--allow-root)
 
 browser:  ## install Chromium for the real-browser test (Debian's package; needs root, else skipped)
 	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
@@ -42,16 +44,32 @@ browser:  ## install Chromium for the real-browser test (Debian's package; needs
 	else echo "browser: chromium is missing and this is not root with apt-get; tests/test_browser.py will be skipped"; fi
 
 test: $(STAMP) browser  ## run the whole test suite (executes and autogrades every chapter)
-	COURSE_FAST=1 $(BIN)/python -m pytest -q
+	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not gpu_rehearsal"
+
+test-gpu-profile: $(STAMP)  ## rehearse every chapter's gpu (Colab) code path on stand-ins, on the CPU and on meta
+	$(BIN)/python -m pytest -q -m gpu_rehearsal tests/test_gpu_profile.py
 
 test-quick: $(STAMP)  ## the test suite without training runs and notebook execution
 	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not slow"
 
-release: $(STAMP)  ## regenerate chapters/ from solutions/
+# Colab installs the course library from the commit the chapters name (templates/header.ipynb, put
+# in front of every chapter): the last commit that changed the library, so a notebook saved in
+# Drive keeps working with its own library. tests/test_versions.py checks that it is current.
+LIBRARY := utils pyproject.toml
+release: $(STAMP)  ## regenerate chapters/ from solutions/, naming the library commit Colab installs
+	@ref=$$(git log -1 --format=%H -- $(LIBRARY) 2>/dev/null); \
+	if [ -z "$$ref" ]; then echo "release: not a git checkout; the install commit in templates/header.ipynb is kept"; \
+	else \
+		if [ -n "$$(git status --porcelain -- $(LIBRARY))" ]; then \
+			echo "release: warning: utils/ or pyproject.toml has uncommitted changes, which Colab would not get:"; \
+			echo "  commit them, then run make release again (the chapters name $$ref)"; fi; \
+		$(BIN)/python -c 'import pathlib, re, sys; p = pathlib.Path("templates/header.ipynb"); \
+			p.write_text(re.sub(r"^(    \"RELEASE = \\\")[\w.-]*", r"\g<1>" + sys.argv[1], p.read_text(), flags=re.M))' "$$ref"; \
+	fi
 	@for ch in $(CHAPTERS); do \
 		$(BIN)/python -m nbgrader generate_assignment $$ch --force --no-db --log-level=WARN || exit 1; \
 	done
-	@echo "chapters/ regenerated: $(CHAPTERS)"
+	@echo "chapters/ regenerated: $(CHAPTERS); Colab installs the library at $$(git log -1 --format=%h -- $(LIBRARY) 2>/dev/null)"
 
 grade: $(STAMP)  ## autograde grading/submitted/ -> grading/feedback/ and grading/grades.csv
 	$(BIN)/python -m tools.grade $(GRADE_ARGS)
@@ -59,8 +77,11 @@ grade: $(STAMP)  ## autograde grading/submitted/ -> grading/feedback/ and gradin
 assets: $(STAMP)  ## rebuild the offline world in utils/assets/ (up to an hour on a 2-core CPU)
 	$(BIN)/python -m utils.build_assets
 
-bench: $(STAMP)  ## print the benchmarks' figures (trainer throughput, recovery, grading)
+bench: $(STAMP)  ## print the benchmarks' figures (each chapter's wait, trainer throughput, recovery, grading)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+gpu-check: $(STAMP)  ## on a CUDA machine: every chapter in the real gpu profile (hub downloads), time and GPU memory
+	@$(BIN)/python benchmarks/bench_chapters.py --gpu
 
 clean-grading:  ## remove grading/ outputs except submissions
 	rm -rf grading/autograded grading/feedback grading/gradebook.db grading/grades.csv grading/work

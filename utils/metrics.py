@@ -4,9 +4,11 @@ Pure functions: they return numbers (tensors or NamedTuples), never print.
 
 Traps this module avoids (notes/sae-sota.md §3):
 - L0 counts `acts != 0`, not `acts > 0` (a variant may produce negative codes).
-- Explained variance is about the data's mean: 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖². Measured about zero
-  (SAELens #659), the denominator Σ‖x‖² includes ‖x̄‖², the part a bias alone explains,
-  so the score reads far higher (0.98 vs 0.78 in #659) for the same SAE. Both are here.
+- Explained variance is about the data's mean: 1 − Σ‖x − x̂‖² / Σ‖x − x̄‖², as sae_lens 6.54
+  computes it (`evals.ExplainedVarianceCalculator`). Measured about zero, the denominator Σ‖x‖²
+  includes ‖x̄‖², the part a bias alone explains, so the score reads far higher for the same SAE
+  (0.98 vs 0.78 in SAELens #659: SAELens computed it that way until that bug was fixed in 2026).
+  Both are here.
 - Loss recovered against *zero* ablation flatters any SAE on a residual stream (zeroing it
   wrecks the model, so anything looks good by comparison): report raw ΔCE with a bootstrap
   interval, and recovery against *mean* ablation too.
@@ -20,6 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
+from utils.activations import module_device
 from utils.saes.base import SAE, count_fired
 
 
@@ -44,7 +47,7 @@ def explained_variance(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d
 
 
 def explained_variance_about_zero(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d_in"]) -> Float[Tensor, ""]:
-    """1 − Σ‖x − x̂‖² / Σ‖x‖²: what SAELens' "explained_variance" computes (#659); reads higher."""
+    """1 − Σ‖x − x̂‖² / Σ‖x‖²; reads higher. SAELens' "explained_variance" before its #659 fix."""
     x, x_hat = _flat(x).double(), _flat(x_hat).double()
     return (1 - (x - x_hat).pow(2).sum() / x.pow(2).sum()).float()
 
@@ -75,11 +78,11 @@ def evaluate(sae: SAE | nn.Module, x: Float[Tensor, "tokens d_in"], batch_size: 
     """Every reconstruction and sparsity metric on a fixed set of tokens, as a plain dict."""
     was_training = sae.training
     sae.eval()
-    x = _flat(x)
-    x_hat, fired = [], torch.zeros(sae.cfg.d_sae, device=x.device)
+    x, dev = _flat(x), module_device(sae)   # x may be on the CPU and the SAE on the GPU: batches go to it
+    x_hat, fired = [], torch.zeros(sae.cfg.d_sae, device=dev)
     for xb in x.split(batch_size):
-        acts = sae.encode(xb)
-        x_hat.append(sae.decode(acts))
+        acts = sae.encode(xb.to(dev))
+        x_hat.append(sae.decode(acts).to(x.device))
         fired += count_fired(acts)
     sae.train(was_training)
     x_hat = torch.cat(x_hat)
@@ -171,7 +174,8 @@ def downstream_loss(model, sae: SAE | nn.Module, tokens: Int[Tensor, "batch seq"
     per_seq = (spliced - clean).double().mean(-1)  # [n_seq]
     gen = torch.Generator().manual_seed(seed)
     boot = per_seq[torch.randint(len(per_seq), (n_boot, len(per_seq)), generator=gen)].mean(-1)
-    lo, hi = torch.quantile(boot, torch.tensor([(1 - ci) / 2, (1 + ci) / 2], dtype=boot.dtype)).tolist()
+    q = torch.tensor([(1 - ci) / 2, (1 + ci) / 2], dtype=boot.dtype, device=boot.device)  # same device (CUDA)
+    lo, hi = torch.quantile(boot, q).tolist()
     c, s, z, m = (float(v.double().mean()) for v in (clean, spliced, zero, mean_abl))
     return DownstreamLoss(
         clean_ce=c, spliced_ce=s, zero_ablated_ce=z, mean_ablated_ce=m, delta_ce=s - c, delta_ce_ci=(lo, hi),

@@ -7,6 +7,11 @@
 
 Nothing downloads at import time. A hub request on a machine without network raises
 :class:`CourseOfflineError`, which names the offline alternative, instead of a hub stack trace.
+
+Every hub request goes through :func:`from_hub`, the one place where the hub can be stood in
+for: with `COURSE_HUB_STANDINS=<module>`, that module's `from_hub(what, fn, *args, **kwargs)`
+answers instead of the network (tests/gpu_standins.py: GPT-2 small's configs with random
+weights, for rehearsing the `gpu` profile on a CPU; see `utils.runtime`).
 """
 
 from __future__ import annotations
@@ -38,6 +43,13 @@ class CourseOfflineError(RuntimeError):
     """A hub resource was asked for without network; the message names the offline alternative."""
 
 
+def _gpu_device(device: str | torch.device | None) -> str:
+    """Where a `gpu` model or SAE goes when the caller does not say: CUDA (or a rehearsal's device)."""
+    from utils.runtime import rehearsal_device
+
+    return str(device or rehearsal_device() or "cuda")
+
+
 def hub_reachable(timeout: float = 1.5) -> bool:
     """False when HF_HUB_OFFLINE is set or the hub's host cannot be reached within `timeout`."""
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
@@ -59,7 +71,13 @@ def _offline(what: str) -> CourseOfflineError:
 
 def from_hub(what: str, fn, *args, **kwargs):
     """Call a hub-downloading `fn(*args, **kwargs)`; a missing network becomes a CourseOfflineError
-    naming `what` (e.g. "the GPT-2 tokenizer") and the offline alternative."""
+    naming `what` (e.g. "the GPT-2 tokenizer") and the offline alternative. With
+    COURSE_HUB_STANDINS set, the named module's `from_hub` answers instead (see above)."""
+    standins = os.environ.get("COURSE_HUB_STANDINS", "").strip()
+    if standins:
+        import importlib
+
+        return importlib.import_module(standins).from_hub(what, fn, *args, **kwargs)
     if not hub_reachable():
         raise _offline(what)
     try:
@@ -114,7 +132,7 @@ def load_model(profile: str | None = None, *, device: str | torch.device | None 
 
     if get_profile(profile) == "gpu":
         return from_hub("GPT-2 small", HookedSAETransformer.from_pretrained, GPU_MODEL,
-                         device=str(device or "cuda"))
+                         device=_gpu_device(device))
     root = Path(root or assets_dir())
     cfg = tiny_lm_config(root)
     cfg.device = str(device or "cpu")
@@ -153,7 +171,7 @@ def load_sae(variant: str = "topk", profile: str | None = None, *,
             )
         release, sae_id = GPU_SAES[variant]
         return from_hub(f"the SAE {release}/{sae_id}", SAE.from_pretrained, release=release,
-                         sae_id=sae_id, device=str(device or "cuda"))
+                         sae_id=sae_id, device=_gpu_device(device))
     return SAE.load_from_disk(str(sae_dir(variant, root)), device=str(device or "cpu"))
 
 

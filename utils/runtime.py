@@ -9,6 +9,12 @@ Profiles (DESIGN.md, "Runtime profiles"), chosen once per chapter by :func:`setu
 | `fast`  | `COURSE_FAST=1`                       | `cpu` with fewer steps; the same code path          |
 
 `COURSE_PROFILE=gpu|cpu|fast` overrides the choice (e.g. to try the `cpu` world on a GPU).
+
+`COURSE_REHEARSAL=<device>` (e.g. `cpu`, or `meta` for shapes and devices only) rehearses the
+`gpu` profile without a GPU: the `gpu` code path on that device, with the `fast` profile's
+numbers (steps, sequences, sizes) so that it runs in minutes. It is for tests
+(tests/test_gpu_profile.py), which also stand in for the hub (`utils.models`); students never
+set it.
 """
 
 from __future__ import annotations
@@ -64,6 +70,18 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def rehearsal_device() -> torch.device | None:
+    """The device of a rehearsal of the `gpu` profile (COURSE_REHEARSAL), or None."""
+    name = os.environ.get("COURSE_REHEARSAL", "").strip().lower()
+    if not name:
+        return None
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise CourseSetupError(f"COURSE_REHEARSAL={name!r} is not a torch device; use e.g. cpu or meta, "
+                               "or unset it.") from None
+
+
 def get_profile(profile: str | None = None) -> str:
     """`profile` if given; else `gpu` with CUDA, `cpu` otherwise, `fast` when COURSE_FAST=1, and
     COURSE_PROFILE overrides. Loaders take `profile=None` and resolve it here."""
@@ -72,6 +90,8 @@ def get_profile(profile: str | None = None) -> str:
             raise CourseSetupError(f"profile={profile!r} is not a profile; use one of {', '.join(PROFILES)} "
                                    "or None to choose automatically.")
         return profile
+    if rehearsal_device() is not None:
+        return "gpu"
     forced = os.environ.get("COURSE_PROFILE", "").strip().lower()
     if forced:
         if forced not in PROFILES:
@@ -100,19 +120,48 @@ class Runtime:
     profile: str  # "gpu" | "cpu" | "fast"
     device: torch.device  # where tensors and models live
     seed: int  # the seed every random draw starts from
+    rehearsal: bool = False  # the gpu profile rehearsed off a GPU, with the fast profile's numbers
 
     @property
     def fast(self) -> bool:
         return self.profile == "fast"
 
     def pick(self, *, gpu: T, cpu: T, fast: T | None = None) -> T:
-        """The value for this profile, e.g. `rt.pick(gpu=20_000, cpu=2_000, fast=200)`."""
+        """The value for this profile, e.g. `rt.pick(gpu=20_000, cpu=2_000, fast=200)`.
+
+        In a rehearsal the `gpu` value is taken with its numbers replaced by the `fast` ones
+        (key by key in a dict, item by item in a sequence of the same length; of two counts the
+        smaller): hooks, splits and names stay GPT-2's, the amount of work becomes the `fast`
+        profile's."""
+        small = cpu if fast is None else fast
         if self.profile == "fast":
-            return cpu if fast is None else fast
-        return gpu if self.profile == "gpu" else cpu
+            return small
+        if self.profile == "gpu":
+            return _numbers_from(small, gpu) if self.rehearsal else gpu
+        return cpu
 
     def describe(self) -> str:
-        return f"profile={self.profile} device={self.device} seed={self.seed} torch={torch.__version__}"
+        return (f"profile={self.profile}{' (rehearsal)' if self.rehearsal else ''} device={self.device} "
+                f"seed={self.seed} torch={torch.__version__}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _numbers_from(small, big):
+    """`big` with its numbers taken from `small` where the two have the same structure (counts:
+    the smaller of the two)."""
+    if _is_number(big) and _is_number(small):
+        return min(small, big) if isinstance(big, int) and isinstance(small, int) else small
+    if isinstance(big, dict) and isinstance(small, dict):
+        return {k: _numbers_from(small[k], v) if k in small else v for k, v in big.items()}
+    if isinstance(big, (list, tuple)) and isinstance(small, (list, tuple)):
+        if len(big) == len(small):
+            return type(big)(_numbers_from(s, b) for s, b in zip(small, big))
+        if all(map(_is_number, big)) and all(map(_is_number, small)):
+            return type(big)(small)
+    return big
 
 
 def setup(seed: int = 0, *, quiet: bool = False) -> Runtime:
@@ -123,7 +172,10 @@ def setup(seed: int = 0, *, quiet: bool = False) -> Runtime:
     check_course_utils()
     profile = get_profile()
     device = get_device()
-    if profile == "gpu" and device.type != "cuda":
+    rehearsal = rehearsal_device()
+    if rehearsal is not None:
+        device = rehearsal
+    elif profile == "gpu" and device.type != "cuda":
         raise CourseSetupError(
             "COURSE_PROFILE=gpu needs a CUDA GPU, and none is visible. On Colab choose "
             "Runtime > Change runtime type > T4 GPU; elsewhere unset COURSE_PROFILE to run "
@@ -132,7 +184,7 @@ def setup(seed: int = 0, *, quiet: bool = False) -> Runtime:
     if profile != "gpu":
         device = torch.device("cpu")  # the offline world is sized for the CPU, on any machine
     seed_everything(seed)
-    rt = Runtime(profile=profile, device=device, seed=seed)
+    rt = Runtime(profile=profile, device=device, seed=seed, rehearsal=rehearsal is not None)
     if not quiet:
         print(f"Untangling Features: {rt.describe()} python={sys.version.split()[0]}")
     return rt

@@ -84,7 +84,7 @@ def check_evaluate_sae(fn, model, sae, tokens) -> None:
     x = x_all[:, 1:].reshape(-1, x_all.shape[-1])
     want = ref_metrics.evaluate(sae, x)
     with torch.no_grad():
-        x_hat = sae.decode(sae.encode(x))
+        x_hat = sae.decode(sae.encode(x.to(sae.W_dec.device))).to(x.device)   # x: on the CPU
         with_bos = ref_metrics.evaluate(sae, x_all.reshape(-1, x_all.shape[-1]))
     ev = float(got["explained_variance"])
     seed_ev = float(1 - (x - x_hat).pow(2).mean() / x.var())
@@ -94,7 +94,7 @@ def check_evaluate_sae(fn, model, sae, tokens) -> None:
                  "dimension around one global mean. Divide Σ‖x − x̂‖² by Σ‖x − x̄‖², with x̄ the mean "
                  "over tokens of each dimension (x.mean(0)).")
         if abs(ev - want["explained_variance_about_zero"]) < 1e-3:
-            fail("you measured the variance about zero (Σ‖x‖², SAELens #659): subtract the mean over "
+            fail("you measured the variance about zero (Σ‖x‖², SAELens' bug #659): subtract the mean over "
                  "tokens, x.mean(0), before squaring.")
         if abs(ev - with_bos["explained_variance"]) < 1e-3:
             fail("you kept position 0 (BOS): drop it, acts[:, 1:], before computing the metrics.")
@@ -108,7 +108,7 @@ def check_evaluate_sae(fn, model, sae, tokens) -> None:
     if abs(float(got["l0"]) - want["l0"]) > 1e-3:
         fail(f"l0 = {float(got['l0']):.3f}, expected {want['l0']:.3f}: the mean over tokens of the number of "
              "latents that are not zero.")
-    signed = _SignedSAE(x.shape[-1], hook).to(x.device)
+    signed = _SignedSAE(x.shape[-1], hook).to(model.cfg.device)   # next to the model, as the student's SAE is
     got_signed = float(fn(signed, model, hook, tokens)["l0"])
     want_signed = ref_metrics.evaluate(signed, x)["l0"]
     if abs(got_signed - want_signed) > 1e-3:

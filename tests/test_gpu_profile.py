@@ -1,0 +1,111 @@
+"""The `gpu` profile, rehearsed without a GPU or network: every chapter's Colab code path.
+
+The hub is stood in for by `tests/gpu_standins.py` (GPT-2 small's configs with random weights,
+SAEs with the shapes and configs of the releases the chapters load, the course corpus in the
+Pile's place), through `utils.models`' one door to the hub (COURSE_HUB_STANDINS). Everything
+after it is the code a Colab student runs, with the `fast` profile's numbers
+(COURSE_REHEARSAL, read by `Runtime.pick`). Each chapter runs twice:
+
+- on the CPU (`COURSE_REHEARSAL=cpu`): every cell must run, as in tests/test_notebooks.py;
+- on `meta` standing in for CUDA (`COURSE_REHEARSAL=meta`, `gpu_standins.MetaAsCuda`): the
+  model, the SAEs and everything the chapter puts on its device have shapes but no data, so
+  numbers are meaningless and checks may fail, but every operation that mixes a tensor on the
+  device with one on the CPU raises as it would on Colab: those cells fail the test. A
+  TransformerLens model built without `device=` lands on `meta` too, as it lands on CUDA there.
+
+The chapter runs are marked `gpu_rehearsal` and run by `make test-gpu-profile` (they train on
+GPT-2-sized activations on the CPU: longer than `make test`'s budget); `make test` runs the rest.
+`make gpu-check` runs the real thing where a GPU is at hand; without one it says so and fails.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import CHAPTERS, REPO
+from test_notebooks import run_nbval
+
+pytestmark = pytest.mark.slow
+TESTS = Path(__file__).resolve().parent
+CELL_TIMEOUT = int(os.environ.get("COURSE_CELL_TIMEOUT", "1800"))
+DEVICE_MIXING = re.compile(r"is not on the expected device|on the same device|found at least two devices"
+                           r"|device type .* does not match|on device meta", re.I)
+
+
+def rehearsal_env(device: str, tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COURSE_")}
+    env.update(COURSE_REHEARSAL=device, COURSE_HUB_STANDINS="gpu_standins", HF_HUB_OFFLINE="1",
+               COURSE_STANDIN_CACHE=os.environ.get("COURSE_STANDIN_CACHE", str(REPO / "artifacts" / "gpu-standins")),
+               PYTHONPATH=os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    if device == "meta":  # the kernel starts with meta standing in for CUDA
+        startup = tmp / "ipython" / "profile_default" / "startup"
+        startup.mkdir(parents=True)
+        (startup / "00-meta-as-cuda.py").write_text("import gpu_standins\ngpu_standins.meta_as_cuda()\n")
+        env["IPYTHONDIR"] = str(tmp / "ipython")
+    return env
+
+
+@pytest.mark.gpu_rehearsal
+@pytest.mark.parametrize("ch", CHAPTERS)
+def test_gpu_path_runs_on_the_cpu(ch, tmp_path):
+    failures, _ = run_nbval(REPO / "solutions" / ch / f"{ch}.ipynb", tmp_path / "run", cell_timeout=CELL_TIMEOUT,
+                            env=rehearsal_env("cpu", tmp_path))
+    assert not failures, f"solutions/{ch}, gpu profile rehearsed on the CPU: {len(failures)} cell(s) raised:\n" \
+        + "\n".join(map(str, failures))
+
+
+@pytest.mark.gpu_rehearsal
+@pytest.mark.parametrize("ch", CHAPTERS)
+def test_gpu_path_keeps_its_tensors_on_its_device(ch, tmp_path):
+    failures, output = run_nbval(REPO / "solutions" / ch / f"{ch}.ipynb", tmp_path / "run",
+                                 cell_timeout=CELL_TIMEOUT, env=rehearsal_env("meta", tmp_path))
+    assert all(f.index > 0 for f in failures), f"solutions/{ch}: the setup cell failed on meta:\n{failures[0]}"
+    mixing = [f for f in failures if DEVICE_MIXING.search(f.error)]
+    print(f"{ch} on meta: {len(failures) - len(mixing)} cell(s) failed on values only:\n" + "\n".join(map(str, failures)))
+    assert not mixing, (f"solutions/{ch}, gpu profile with its device standing in for CUDA: {len(mixing)} cell(s) "
+                        "mix tensors on the device with tensors on the CPU (move the CPU ones to the "
+                        "module's device, e.g. x.to(sae.device)):\n" + "\n".join(map(str, mixing)))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: run `make gpu-check` itself")
+def test_gpu_check_without_a_gpu_says_so_and_fails():
+    p = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(REPO), "gpu-check"],
+                       capture_output=True, text=True, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    ours = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip() and not ln.startswith("make: ***")]
+    assert p.returncode != 0
+    assert len(ours) == 1 and "no CUDA GPU" in ours[0], ours
+
+
+# --- device discipline of the library's entry points, without running a chapter ---------------------
+def no_device_mixing(fn, *args) -> None:
+    """Run `fn(*args)` with `meta` standing in for CUDA: mixing devices fails the test; any other
+    error (meta tensors have no values, so checks may fail) does not."""
+    from gpu_standins import MetaAsCuda
+
+    try:
+        with MetaAsCuda():
+            fn(*args)
+    except Exception as e:  # noqa: BLE001 (only device mixing matters here)
+        assert not DEVICE_MIXING.search(str(e)), f"{getattr(fn, '__qualname__', fn)} mixes devices: {e}"
+
+
+def test_evaluation_moves_cpu_activations_to_the_sae():
+    """Chapter 06 on Colab: activations come back on the CPU (`collect_resid`), the SAE is on CUDA;
+    the bootstrap interval of the downstream loss is computed on the model's device."""
+    from _helpers import tiny_hooked
+    from test_checks_ch06 import _evaluate
+
+    from utils import metrics
+    from utils.checks import ch06
+
+    model, sae, tokens = tiny_hooked(n_ctx=64, k=6, n_seq=6, seq=20, saelens=True)
+    model.to("meta"), sae.to("meta")  # both on "the GPU"; the tokens stay on the CPU
+    no_device_mixing(metrics.evaluate, sae, torch.randn(40, model.cfg.d_model))
+    no_device_mixing(ch06.check_evaluate_sae, _evaluate(), model, sae, tokens)
+    no_device_mixing(metrics.downstream_loss, model, sae, tokens, sae.cfg.metadata.hook_name)
