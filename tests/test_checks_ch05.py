@@ -10,6 +10,7 @@ from utils import losses, resample
 from _helpers import fails as _fails
 from _helpers import mine as _mine
 from utils.checks import ch05 as checks
+from utils.checks import ch05_resample
 from utils.resample import resample_dead_latents_ as reference_resample
 
 # Answers are written here as a student would; assert_own_code wants them to live in `__main__`.
@@ -75,11 +76,35 @@ def test_firing_frequency_rejects_the_reference():
 
 
 # ---- exercise 2 ------------------------------------------------------------------------------------
-def test_claims_checks_format_only():
-    checks.check_claims({"A", "b"})
+def resample_dead_neurons(sae, activations, dead_threshold=1e-7):
+    """The seed's function, as the chapter's read-only cell defines it."""
+    mean_activation = activations.mean(dim=0)
+    dead_mask = mean_activation < dead_threshold
+    errors = (activations - sae(activations)[0]).pow(2).sum(dim=-1)
+    top_error_examples = activations[errors.topk(dead_mask.sum()).indices]
+    sae.encoder.weight[dead_mask] = top_error_examples
+
+
+def test_claims_format():
     for bad, match in [(None, "set TRUE_CLAIMS"), ("AC", "not one string"), ({"A", "Z"}, "unknown claim"),
                        (set(), "some are true"), (set("ABCDEFGHIJ"), "some are true")]:
-        _fails(checks.check_claims, bad, match=match)
+        _fails(checks.check_claims, bad, resample_dead_neurons, match=match)
+
+
+def test_claims_are_checked_against_the_seed_code(capsys):
+    checks.check_claims({"a", "C", "D", "E", "F", "I"}, resample_dead_neurons)
+    assert "agree with what the seed's code does" in capsys.readouterr().out
+    _fails(checks.check_claims, set("ACDEFHI"), resample_dead_neurons, match="claim H: you marked it true")
+    _fails(checks.check_claims, set("ACDEF"), resample_dead_neurons, match="claim I: you marked it false")
+
+
+def test_claims_follow_the_code_not_an_answer_key():
+    """A seed that also rewrote the decoder would make claim D false: the check observes, it does not recite."""
+    def fixed_decoder(sae, activations, dead_threshold=1e-7):
+        resample_dead_neurons(sae, activations, dead_threshold)
+        sae.decoder.weight.mul_(2.0)
+
+    _fails(checks.check_claims, set("ACDEFI"), fixed_decoder, match="claim D: you marked it true")
 
 
 # ---- exercise 3 ------------------------------------------------------------------------------------
@@ -129,16 +154,16 @@ def test_resample_accepts_a_correct_answer(capsys):
     (dict(zero_bias=False), "encoder bias"),
     (dict(reset_adam=False), "Adam's exp_avg"),
     (dict(reset_counter=False), "tokens_since_fired"),
-    (dict(power=1), "not the ones the reference drew"),
+    (dict(power=1), "∝ loss \\(not loss²\\)"),
 ])
 def test_resample_names_the_mistake(kwargs, match):
     _fails(checks.check_resample, _resampler(**kwargs), match=match)
 
 
 def test_resample_sampling_check_catches_loss_and_topk():
-    _fails(checks._check_sampling, _resampler(power=1), match="as if ∝ loss")
-    _fails(checks._check_sampling, _resampler(topk=True), match="do not take the top-k")
-    checks._check_sampling(_resampler())
+    _fails(ch05_resample._check_sampling, _resampler(power=1), match="as if ∝ loss")
+    _fails(ch05_resample._check_sampling, _resampler(topk=True), match="do not take the top-k")
+    ch05_resample._check_sampling(_resampler())
 
 
 def test_resample_rejects_the_reference_and_alive_changes():
@@ -185,7 +210,7 @@ def test_auxk_accepts_a_correct_answer(capsys):
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(relu=True), "ReLU kills them"),
+    (dict(relu=True), "you applied a ReLU"),
     (dict(dead_only=False), "over \\*all\\* latents"),
     (dict(detach=False), "detach it"),
     (dict(mean_over_d=True), "averaged the squared error over d_in"),

@@ -237,3 +237,9 @@ def name_mistake(actual, variants, *, atol: float, rtol: float = 0.0) -> None:
     for value, message in variants:
         if matches(actual, value, atol=atol, rtol=rtol):
             fail(message)
+
+_MEANINGS += (
+    (RuntimeError, r"cannot be broadcast to indexing result|shape mismatch: value tensor",
+     "The values you assign do not fit the slice you index: usually the wrong axis (`W[idx]` selects rows, "
+     "`W[:, idx]` columns; check which axis of the weight is the latent axis) or a missing transpose."),
+)
