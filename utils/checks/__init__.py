@@ -237,3 +237,10 @@ def name_mistake(actual, variants, *, atol: float, rtol: float = 0.0) -> None:
     for value, message in variants:
         if matches(actual, value, atol=atol, rtol=rtol):
             fail(message)
+
+
+def name_mistake_besides(actual, want, variants, *, atol: float, rtol: float = 0.0) -> None:
+    """`name_mistake`, skipping the variants that equal the right value `want` on this input (they
+    cannot tell that mistake from the answer here, so they must not accuse a right answer)."""
+    name_mistake(actual, [(v, m) for v, m in variants if not matches(v, want, atol=atol, rtol=rtol)],
+                 atol=atol, rtol=rtol)
