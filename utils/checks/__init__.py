@@ -243,3 +243,10 @@ _MEANINGS += (
      "The values you assign do not fit the slice you index: usually the wrong axis (`W[idx]` selects rows, "
      "`W[:, idx]` columns; check which axis of the weight is the latent axis) or a missing transpose."),
 )
+
+
+def name_mistake_besides(actual, want, variants, *, atol: float, rtol: float = 0.0) -> None:
+    """`name_mistake`, skipping the variants that equal the right value `want` on this input (they
+    cannot tell that mistake from the answer here, so they must not accuse a right answer)."""
+    name_mistake(actual, [(v, m) for v, m in variants if not matches(v, want, atol=atol, rtol=rtol)],
+                 atol=atol, rtol=rtol)

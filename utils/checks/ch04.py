@@ -1,26 +1,26 @@
 """Visible checks for chapter 04 (SAE variants). Each names the mistake it most likely found.
 
-The references are the course's own SAEs (`utils.saes`): a check builds one, copies its
-weights into the question, and compares the student's answer with it.
+Every check runs the student's code through `call` (an exception becomes a message), checks what
+comes back, then compares it with the right value *and* with the value each common mistake would
+give, computed here from the definitions, so a message names the mistake rather than printing a
+bare difference. The inputs are chosen so that those values differ: non-zero biases, a rescaling
+r_mag far from 0, a decoder whose rows are not unit-norm, per-latent thresholds with θ·ε ≠ 1,
+an upstream gradient that is not all ones, ties, anti-aligned and unnormalised directions.
+
+This file holds the gated SAEs (exercises 1-3); JumpReLU (4-6) is in `ch04_jumprelu`, TopK,
+BatchTopK and feature splitting (7-9) in `ch04_topk`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from utils import losses as L
-from utils.checks import assert_close, assert_own_code, fail
-from utils.saes import BatchTopKSAE, GatedSAE, JumpReLUSTE, SeedGatedSAE, build_sae
-
-
-def _own_function_class(cls, name: str, methods=("forward", "backward")) -> None:
-    """assert_own_code for an autograd.Function: its static methods are what must be the student's."""
-    assert_own_code(cls, name)
-    for m in methods:
-        fn = getattr(cls, m, None)
-        if fn is None or getattr(fn, "__qualname__", "").startswith(("Function.", "_SingleLevelFunction.")):
-            fail(f"`{name}` must define its own `{m}` (a @staticmethod).")
-        assert_own_code(fn, f"{name}.{m}")
+from utils.checks import (assert_close, assert_own_code, assert_untouched, call, fail, name_mistake,  # noqa: F401
+                          snapshot, tensor_result)
+from utils.checks.ch04_jumprelu import check_jumprelu_ste, check_step_ste, check_threshold_grad  # noqa: F401
+from utils.checks.ch04_topk import check_batch_topk_activation, check_find_splits, check_topk_activation  # noqa: F401
+from utils.saes import GatedSAE, build_sae
 
 
 def _guarded(sae):
@@ -34,31 +34,52 @@ def _guarded(sae):
     return sae
 
 
-def _pair(out, name: str):
+def _pair(out, name: str, shape: tuple[int, ...], first: str, second: str):
+    """The (first, second) pair an encoder returns, each a tensor of `shape`."""
+    if isinstance(out, torch.Tensor):
+        fail(f"`{name}` returned one tensor; it must return the pair ({first}, {second}): `return {first}, {second}`.")
     if not (isinstance(out, tuple) and len(out) == 2):
-        fail(f"`{name}` must return a pair (acts, pre_acts); got {type(out).__name__}.")
-    return out
+        fail(f"`{name}` must return the pair ({first}, {second}); got "
+             f"{type(out).__name__}{f' of {len(out)} values' if isinstance(out, (tuple, list)) else ''}.")
+    return (tensor_result(out[0], f"{name}(...)[0] ({first})", shape=shape),
+            tensor_result(out[1], f"{name}(...)[1] ({second})", shape=shape))
 
 
-# ---- gated SAEs -----------------------------------------------------------------------------------
+# ---- exercise 1: the seed's gated SAE -------------------------------------------------------------
 def check_seed_gated_encode(fn) -> None:
     assert_own_code(fn)
     sae = build_sae("seed_gated", d_in=6, d_sae=10, init_seed=3)
-    x = torch.randn(5, 6, generator=torch.Generator().manual_seed(4))
-    want_acts, want_gate = sae.encode_with_pre(x)
-    acts, gate = _pair(fn(_guarded(sae), x), "seed_gated_encode")
-    if tuple(acts.shape) != (5, 10):
-        fail(f"acts has shape {tuple(acts.shape)}, expected (batch, d_sae) = (5, 10): W_gate and W_mag are "
-             "[d_sae d_in] as in the seed, so a batch multiplies by their transpose, x @ W.T.")
-    if torch.allclose(gate, torch.relu(x @ sae.W_gate.T), atol=1e-6):
-        fail("the gate is σ(W_gate x), a sigmoid, not a ReLU.")
-    assert_close(gate, want_gate, "the second output is the gate σ(x W_gateᵀ) (values in (0, 1)).")
-    if torch.allclose(acts, torch.relu(x @ sae.W_mag.T), atol=1e-6):
-        fail("acts equal the magnitude alone: multiply it by the gate, element-wise.")
-    assert_close(acts, want_acts, "acts = σ(x W_gateᵀ) ⊙ ReLU(x W_magᵀ), element-wise, as in the seed.")
+    x = 2 * torch.randn(5, 6, generator=torch.Generator().manual_seed(4))  # 6 ≠ 10: a missing transpose shows
+    what = "a seed gated SAE (d_in 6, d_sae 10; W_gate and W_mag are [d_sae d_in]) and x [5, 6]"
+    before = snapshot(x=x)
+    out = call(fn, _guarded(sae), x, what=what, name="seed_gated_encode")
+    assert_untouched(before, "seed_gated_encode", x=x)
+    acts, gate = _pair(out, "seed_gated_encode", (5, 10), "acts", "gate")
+    with torch.no_grad():
+        g_pre, m_pre = x @ sae.W_gate.T, x @ sae.W_mag.T
+        sig, mag = torch.sigmoid(g_pre), F.relu(m_pre)
+    if torch.allclose(acts, sig, atol=1e-5) and torch.allclose(gate, sig * mag, atol=1e-5):
+        fail("the two outputs are swapped: return (acts, gate), acts first.")
+    name_mistake(gate, [
+        (F.relu(g_pre), "the gate is σ(x W_gateᵀ), a sigmoid, not a ReLU: the seed's gate is torch.sigmoid."),
+        ((g_pre > 0).float(), "the seed's gate is a sigmoid, σ(x W_gateᵀ), not a hard step 1[· > 0] (that is "
+                              "DeepMind's gate, section 2 below)."),
+        (torch.sigmoid(m_pre), "the gate is computed from W_mag: it has its own weights, σ(x W_gateᵀ)."),
+        (mag, "the second output is the gate σ(x W_gateᵀ), not the magnitude."),
+        (g_pre, "the second output is the gate after the sigmoid, σ(x W_gateᵀ)."),
+    ], atol=1e-5)
+    assert_close(gate, sig, "the second output is the gate σ(x W_gateᵀ) (values in (0, 1)).")
+    name_mistake(acts, [
+        (mag, "acts equal the magnitude alone: multiply it by the gate, element-wise."),
+        (sig * m_pre, "the magnitude needs its ReLU: acts = σ(x W_gateᵀ) ⊙ ReLU(x W_magᵀ)."),
+        (sig * torch.sigmoid(m_pre), "the magnitude is ReLU(x W_magᵀ), not a sigmoid."),
+        (sig * F.relu(g_pre), "the magnitude is computed from W_gate: it uses W_mag, ReLU(x W_magᵀ)."),
+    ], atol=1e-5)
+    assert_close(acts, sig * mag, "acts = σ(x W_gateᵀ) ⊙ ReLU(x W_magᵀ), element-wise, as in the seed.")
     print("seed_gated_encode matches the seed's gated SAE.")
 
 
+# ---- exercise 2: DeepMind's gated encoder ---------------------------------------------------------
 def _gated(seed: int = 5, d_in: int = 6, d_sae: int = 12) -> GatedSAE:
     sae = build_sae("gated", d_in=d_in, d_sae=d_sae, init_seed=seed, l1_coeff=0.3)
     g = torch.Generator().manual_seed(seed + 1)
@@ -76,23 +97,59 @@ def check_gated_encode(fn) -> None:
     assert_own_code(fn)
     sae = _gated()
     x = torch.randn(40, 6, generator=torch.Generator().manual_seed(7))
-    want_acts, want_gate = sae.encode_with_pre(x)
-    acts, pi_gate = _pair(fn(_guarded(sae), x), "gated_encode")
-    if torch.allclose(pi_gate, x @ sae.W_enc + sae.b_gate, atol=1e-5):
-        fail("π_gate does not subtract b_dec from x first: π_gate = (x − b_dec) W_enc + b_gate.")
-    assert_close(pi_gate, want_gate, "the second output is π_gate = (x − b_dec) W_enc + b_gate (before any ReLU).")
-    x_cent = x - sae.b_dec
-    no_exp = (pi_gate > 0) * torch.relu(x_cent @ (sae.W_enc * sae.r_mag) + sae.b_mag)
-    if torch.allclose(acts, no_exp, atol=1e-5):
-        fail("the magnitude path rescales W_enc by exp(r_mag), not by r_mag (r_mag is a log-scale).")
-    soft = torch.relu(pi_gate) * torch.relu(x_cent @ (sae.W_enc * sae.r_mag.exp()) + sae.b_mag)
-    if torch.allclose(acts, soft, atol=1e-5):
-        fail("the gate is the Heaviside step 1[π_gate > 0] (0 or 1), not ReLU(π_gate).")
-    if ((acts != 0) & (want_gate <= 0)).any():
+    what = "a gated SAE (d_in 6, d_sae 12, non-zero b_dec, b_gate, b_mag, r_mag) and x [40, 6]"
+    before = snapshot(x=x)
+    out = call(fn, _guarded(sae), x, what=what, name="gated_encode")
+    assert_untouched(before, "gated_encode", x=x)
+    acts, pi_gate = _pair(out, "gated_encode", (40, 12), "acts", "pi_gate")
+    with torch.no_grad():
+        W, scale, b_gate, b_mag, b_dec = sae.W_enc, sae.r_mag.exp(), sae.b_gate, sae.b_mag, sae.b_dec
+        h = (x - b_dec) @ W
+        pg, pm = h + b_gate, h * scale + b_mag
+        gate = (pg > 0).float()
+        want = gate * F.relu(pm)
+    if torch.allclose(pi_gate, want, atol=1e-5) and torch.allclose(acts, pg, atol=1e-5):
+        fail("the two outputs are swapped: return (acts, pi_gate), acts first.")
+    name_mistake(pi_gate, [
+        (x @ W + b_gate, "π_gate does not subtract b_dec from x first: π_gate = (x − b_dec) W_enc + b_gate."),
+        ((x + b_dec) @ W + b_gate, "centre the input by subtracting b_dec, not adding it: x − b_dec."),
+        (F.relu(pg), "the second output is π_gate before any ReLU: (x − b_dec) W_enc + b_gate."),
+        (gate, "the second output is π_gate itself (the pre-activation), not the gate mask 1[π_gate > 0]."),
+        (h * scale + b_gate, "the gate path uses W_enc as it is: exp(r_mag) rescales only the magnitude path."),
+        (h + b_mag, "b_gate and b_mag are swapped: π_gate uses b_gate, π_mag uses b_mag."),
+        (h, "π_gate needs its bias: (x − b_dec) W_enc + b_gate."),
+    ], atol=1e-5)
+    assert_close(pi_gate, pg, "the second output is π_gate = (x − b_dec) W_enc + b_gate (before any ReLU).")
+    name_mistake(acts, [
+        (gate * F.relu(h * sae.r_mag + b_mag), "the magnitude path rescales W_enc by exp(r_mag), not by r_mag "
+                                               "(r_mag is a log-scale)."),
+        (gate * F.relu(h + b_mag), "the magnitude path is missing its rescaling: W_enc ⊙ exp(r_mag)."),
+        (F.relu(pg) * F.relu(pm), "the gate is the Heaviside step 1[π_gate > 0] (0 or 1), not ReLU(π_gate)."),
+        (gate * F.relu((h + b_mag) * scale), "b_mag is added after the rescaling: π_mag = (x − b_dec)(W_enc ⊙ "
+                                             "exp r_mag) + b_mag, so b_mag is not multiplied by exp(r_mag)."),
+        (gate * F.relu(h * scale + b_gate), "b_gate and b_mag are swapped: π_mag uses b_mag."),
+        (gate * F.relu(x @ W * scale + b_mag), "the magnitude path does not subtract b_dec: both paths start "
+                                               "from x − b_dec."),
+        (gate * pm, "the magnitude needs its ReLU: f = 1[π_gate > 0] ⊙ ReLU(π_mag)."),
+        (F.relu(pm), "the gate is missing: multiply ReLU(π_mag) by 1[π_gate > 0]."),
+    ], atol=1e-5)
+    if ((acts != 0) & (pg <= 0)).any():
         fail("a latent with π_gate ≤ 0 is active: the gate 1[π_gate > 0] must switch it off.")
-    assert_close(acts, want_acts, "acts = 1[π_gate > 0] ⊙ ReLU((x − b_dec)(W_enc ⊙ exp r_mag) + b_mag); "
+    assert_close(acts, want, "acts = 1[π_gate > 0] ⊙ ReLU((x − b_dec)(W_enc ⊙ exp r_mag) + b_mag); "
                  "exp(r_mag) scales each latent's column of W_enc.")
     print("gated_encode matches DeepMind's gated SAE on copied weights.")
+
+
+# ---- exercise 3: the gated loss ------------------------------------------------------------------
+_KEYS = ("recon", "sparsity", "aux")
+
+
+def _terms(got, name: str) -> dict[str, torch.Tensor]:
+    if not isinstance(got, dict):
+        fail(f"`{name}` returned a {type(got).__name__}; return a dict with the keys 'recon', 'sparsity', 'aux'.")
+    if set(got) != set(_KEYS):
+        fail(f"return a dict with exactly the keys 'recon', 'sparsity' and 'aux'; got {sorted(map(str, got))}.")
+    return {k: tensor_result(got[k], f"{name}(...)['{k}']", shape=()) for k in _KEYS}
 
 
 def check_gated_loss_terms(fn) -> None:
@@ -100,191 +157,75 @@ def check_gated_loss_terms(fn) -> None:
     sae = _gated(seed=8)
     x = torch.randn(30, 6, generator=torch.Generator().manual_seed(9))
     acts, pi_gate = sae.encode_with_pre(x)
-    x_hat = sae.decode(acts)
-    want = sae.loss_terms(x, x_hat, acts, pi_gate)
-    got = fn(_guarded(sae), x, x_hat, pi_gate)
-    if not isinstance(got, dict) or set(got) != {"recon", "sparsity", "aux"}:
-        fail("return a dict with exactly the keys 'recon', 'sparsity' and 'aux'.")
-    assert_close(got["recon"], want["recon"], "recon = Σ_d (x − x̂)², averaged over tokens (sum over d_in, "
-                 "mean over the batch).")
-    plain_l1 = sae.cfg.l1_coeff * torch.relu(pi_gate).sum(-1).mean()
-    if torch.allclose(got["sparsity"], plain_l1, atol=1e-5):
-        fail("weight each latent's |ReLU(π_gate)| by the norm of its decoder row, ‖W_dec[i]‖ "
-             "(the decoder here is not unit-norm).")
-    if torch.allclose(got["sparsity"], sae.cfg.l1_coeff * L.l1_penalty(acts, sae.W_dec), atol=1e-5):
-        fail("the L1 goes on the gate path, ReLU(π_gate), not on the acts: that is what keeps the "
-             "magnitudes free of shrinkage.")
-    assert_close(got["sparsity"], want["sparsity"], "sparsity = l1_coeff · Σ_i ReLU(π_gate)_i ‖W_dec[i]‖, "
-                 "averaged over tokens.")
-    assert_close(got["aux"], want["aux"], "aux = Σ_d (x − x̂_gate)², averaged over tokens, where "
-                 "x̂_gate = ReLU(π_gate) W_dec + b_dec with the decoder frozen.")
-    for name in ("aux", "sparsity"):
-        sae.zero_grad(set_to_none=True)
-        got[name].backward(retain_graph=True)
-        if name == "aux":
-            g = sae.W_dec.grad
-            if g is not None and g.abs().max() > 0:
-                fail("the aux loss sends a gradient to W_dec: use W_dec.detach() (and b_dec.detach()) in "
-                     "x̂_gate, so only the gate path learns from it and the decoder is trained by recon alone.")
-        for p in ("b_mag", "r_mag"):
-            g = getattr(sae, p).grad
-            if g is not None and g.abs().max() > 0:
-                fail(f"the {name} term sends a gradient to {p}: it must depend on π_gate only.")
+    # leaves: where each term sends gradients shows in their .grad
+    x_hat, pi_gate = sae.decode(acts).detach().requires_grad_(), pi_gate.detach().clone().requires_grad_()
+    what = ("a gated SAE (d_in 6, d_sae 12, l1_coeff 0.3, decoder rows not unit-norm), x and x_hat [30, 6], "
+            "pi_gate [30, 12]")
+    before = snapshot(x=x, x_hat=x_hat, pi_gate=pi_gate)
+    got = _terms(call(fn, _guarded(sae), x, x_hat, pi_gate, what=what, name="gated_loss_terms"), "gated_loss_terms")
+    assert_untouched(before, "gated_loss_terms", x=x, x_hat=x_hat, pi_gate=pi_gate)
+    c = sae.cfg.l1_coeff
+    with torch.no_grad():
+        err2, ga, pg, A = (x - x_hat).pow(2), F.relu(pi_gate), pi_gate.detach(), acts.detach()
+        norms, W_dec, b_dec = sae.W_dec.norm(dim=-1), sae.W_dec, sae.b_dec
+    name_mistake(got["recon"], [
+        (err2.mean(), "recon is averaged over every element: sum over d_in (the last axis), then average over "
+                      "tokens, (x − x̂)².sum(-1).mean()."),
+        (err2.sum(), "recon is summed over the tokens too: sum over d_in, then .mean() over tokens."),
+        ((x - x_hat).norm(dim=-1).mean(), "recon is the squared error ‖x − x̂‖², not the norm ‖x − x̂‖."),
+    ], atol=1e-5, rtol=1e-4)
+    assert_close(got["recon"], err2.sum(-1).mean(), "recon = Σ_d (x − x̂)², averaged over tokens.")
+    name_mistake(got["sparsity"], [
+        (c * ga.sum(-1).mean(), "weight each latent's ReLU(π_gate) by the norm of its decoder row, ‖W_dec[i]‖ "
+                                "(the decoder here is not unit-norm)."),
+        (c * (A * norms).sum(-1).mean(), "the L1 goes on the gate path, ReLU(π_gate), not on the acts: that is "
+                                         "what keeps the magnitudes free of shrinkage."),
+        (c * (A * 1).sum(-1).mean(), "the L1 goes on the gate path, ReLU(π_gate) weighted by ‖W_dec[i]‖, not on "
+                                     "the acts."),
+        (c * (pg.abs() * norms).sum(-1).mean(), "the L1 is on ReLU(π_gate), not |π_gate|: negative π_gate "
+                                                "costs nothing."),
+        ((ga * norms).sum(-1).mean(), "l1_coeff is missing: sparsity = l1_coeff · Σ_i ReLU(π_gate)_i ‖W_dec[i]‖."),
+        (c * (ga * norms).mean(), "sparsity is averaged over the latents too: sum over d_sae, then average over "
+                                  "tokens."),
+        (c * (ga * norms.pow(2)).sum(-1).mean(), "weight by the norm ‖W_dec[i]‖, not its square."),
+    ], atol=1e-5, rtol=1e-4)
+    assert_close(got["sparsity"], c * (ga * norms).sum(-1).mean(),
+                 "sparsity = l1_coeff · Σ_i ReLU(π_gate)_i ‖W_dec[i]‖, averaged over tokens.")
+    via_gate = ga @ W_dec + b_dec
+    name_mistake(got["aux"], [
+        ((x - ga @ W_dec).pow(2).sum(-1).mean(), "x̂_gate = ReLU(π_gate) W_dec + b_dec: the decoder bias is missing."),
+        ((x - (pg @ W_dec + b_dec)).pow(2).sum(-1).mean(), "x̂_gate decodes ReLU(π_gate), not π_gate itself."),
+        (err2.sum(-1).mean(), "aux is the reconstruction from the gate path, x̂_gate = ReLU(π_gate) W_dec + b_dec, "
+                              "not from acts (that is recon)."),
+        ((x - via_gate).pow(2).mean(), "aux is averaged over every element: sum over d_in, then average over tokens."),
+    ], atol=1e-5, rtol=1e-4)
+    assert_close(got["aux"], (x - via_gate).pow(2).sum(-1).mean(), "aux = Σ_d (x − x̂_gate)², averaged over tokens, "
+                 "where x̂_gate = ReLU(π_gate) W_dec + b_dec with the decoder frozen.")
+    _gradients(sae, got, pi_gate)
     print("gated_loss_terms matches the reference; the L1 never touches the magnitude path and the "
           "aux loss leaves the decoder alone.")
 
 
-# ---- JumpReLU ---------------------------------------------------------------------------------------
-def check_threshold_grad(fn) -> None:
-    assert_own_code(fn)
-    z = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.2, 0.1]])
-    theta = torch.tensor([0.3, 0.0, 1.0])
-    got = fn(lambda z, t: (z * t).sum(), z, theta)
-    if got is None:
-        fail("for a loss that depends smoothly on θ, return its gradient, not None.")
-    assert_close(got, z.sum(0), "return ∂loss/∂θ, shaped like θ: make a copy of θ that requires grad, "
-                 "compute the loss, and differentiate it (torch.autograd.grad or .backward()).")
-    if not torch.equal(theta, torch.tensor([0.3, 0.0, 1.0])):
-        fail("do not modify the θ you are given: work on `theta.clone().requires_grad_()`.")
-    got = fn(lambda z, t: (z > t).float().sum(), z, theta)
-    if got is not None and (not isinstance(got, torch.Tensor) or got.abs().max() > 0):
-        fail("a step function has no gradient: for a loss computed through `z > θ` return None (or zeros).")
-    print("threshold_grad works on a smooth loss and on a step.")
-
-
-def _jump_inputs():
-    # θ = 2 (so a missing factor θ shows), ε = 0.5: the kernel is on for z in (1.75, 2.25)
-    z = torch.tensor([[1.7, 1.8, 2.2, 2.3, 0.0], [2.0, 1.76, 3.0, 1.0, 2.24]])
-    theta = torch.full((5,), 2.0)
-    return z, theta, 0.5
-
-
-def check_jumprelu_ste(cls) -> None:
-    _own_function_class(cls, "JumpReLU")
-    z, theta, eps = _jump_inputs()
-    z1, t1 = z.clone().requires_grad_(), theta.clone().requires_grad_()
-    out = cls.apply(z1, t1, eps)
-    if torch.allclose(out, torch.relu(z - theta)):
-        fail("forward returned ReLU(z − θ) (the seed's jump_relu): JumpReLU keeps z itself above θ, "
-             "z · 1[z > θ], so it jumps from 0 to θ.")
-    assert_close(out, z * (z > theta), "forward is z · 1[z > θ].")
-    upstream = torch.arange(1.0, 11.0).reshape(2, 5)
-    out.backward(upstream)
-    z2, t2 = z.clone().requires_grad_(), theta.clone().requires_grad_()
-    JumpReLUSTE.apply(z2, t2, eps).backward(upstream)
-    assert_close(z1.grad, z2.grad, "∂/∂z is the upstream gradient where z > θ and 0 elsewhere.")
-    if t1.grad is None:
-        fail("backward returned no gradient for θ: that is the whole point of the straight-through estimator.")
-    if tuple(t1.grad.shape) != tuple(theta.shape):
-        fail(f"θ's gradient has shape {tuple(t1.grad.shape)}; it must be shaped like θ {tuple(theta.shape)}: "
-             "sum the per-token pseudo-gradients over the batch dimensions.")
-    if torch.allclose(t1.grad, -t2.grad, atol=1e-5):
-        fail("θ's pseudo-gradient has the wrong sign: ∂/∂θ := −(θ/ε) K((z − θ)/ε).")
-    if torch.allclose(t1.grad, t2.grad / theta, atol=1e-5):
-        fail("θ's pseudo-gradient lacks the factor θ: ∂/∂θ := −(θ/ε) K((z − θ)/ε).")
-    wide = -(theta / eps) * ((z - theta).abs() < eps).float() * upstream
-    if torch.allclose(t1.grad, wide.sum(0), atol=1e-5):
-        fail("the rectangle kernel is K(u) = 1[|u| < ½] with u = (z − θ)/ε: it is on for |z − θ| < ε/2.")
-    assert_close(t1.grad, t2.grad, "∂/∂θ := −(θ/ε) K((z − θ)/ε) · upstream, summed over the batch, with "
-                 "K(u) = 1[|u| < ½].")
-    print("JumpReLU: forward and both gradients match the straight-through estimator.")
-
-
-def check_step_ste(cls) -> None:
-    _own_function_class(cls, "Step")
-    z, theta, eps = _jump_inputs()
-    z1, t1 = z.clone().requires_grad_(), theta.clone().requires_grad_()
-    out = cls.apply(z1, t1, eps)
-    assert_close(out, (z > theta).float(), "forward is the step H(z − θ) = 1[z > θ], as a float tensor.")
-    upstream = torch.arange(1.0, 11.0).reshape(2, 5)
-    out.backward(upstream)
-    z2, t2 = z.clone().requires_grad_(), theta.clone().requires_grad_()
-    L.StepSTE.apply(z2, t2, eps).backward(upstream)
-    if z1.grad is not None and z1.grad.abs().max() > 0:
-        fail("return None (no gradient) for z: in the L0 term only θ learns (DeepMind's choice).")
-    if t1.grad is None:
-        fail("backward returned no gradient for θ.")
-    if tuple(t1.grad.shape) != tuple(theta.shape):
-        fail(f"θ's gradient has shape {tuple(t1.grad.shape)}; sum over the batch so it is shaped like θ.")
-    if torch.allclose(t1.grad, t2.grad * theta, atol=1e-5):
-        fail("there is no factor θ here: ∂H(z − θ)/∂θ := −(1/ε) K((z − θ)/ε).")
-    assert_close(t1.grad, t2.grad, "∂/∂θ := −(1/ε) K((z − θ)/ε) · upstream, summed over the batch, "
-                 "K(u) = 1[|u| < ½].")
-    print("Step: forward and θ's pseudo-gradient match.")
-
-
-# ---- TopK and BatchTopK -------------------------------------------------------------------------
-def check_topk_activation(fn) -> None:
-    assert_own_code(fn)
-    g = torch.Generator().manual_seed(11)
-    pre = torch.randn(7, 20, generator=g).abs() + 0.1
-    out = fn(pre, 4)
-    if tuple(out.shape) != (7, 20):
-        fail(f"shape {tuple(out.shape)}; return a dense tensor shaped like pre_acts, zeros except the top k.")
-    counts = (out != 0).sum(-1)
-    if not (counts == 4).all():
-        fail(f"active latents per token {counts.tolist()}; expected exactly k = 4 each (TopK over the last "
-             "dimension, per token — not over the whole batch).")
-    assert_close(out, build_sae("topk", d_in=2, d_sae=20, k=4).select(pre),
-                 "keep the k largest pre-activations of each token at their values, zero the rest.")
-    mixed = torch.tensor([[3.0, -1.0, -2.0, 0.5], [-0.5, -0.1, -3.0, -2.0]])
-    out = fn(mixed, 2)
-    if (out < 0).any():
-        fail("negative values were kept: apply a ReLU to the selected values (TopK then ReLU).")
-    assert_close(out, torch.tensor([[3.0, 0.0, 0.0, 0.5], [0.0, 0.0, 0.0, 0.0]]),
-                 "f = ReLU(TopK_k(z)): the top k per token, negatives set to 0.")
-    out3 = fn(pre.reshape(7, 1, 20).expand(7, 3, 20), 4)
-    if tuple(out3.shape) != (7, 3, 20):
-        fail("inputs may have extra leading dimensions (batch, seq, d_sae): select over the last one (dim=-1).")
-    print("topk_activation keeps exactly k per token.")
-
-
-def check_batch_topk_activation(fn) -> None:
-    assert_own_code(fn)
-    g = torch.Generator().manual_seed(12)
-    pre = torch.randn(8, 30, generator=g) * torch.linspace(0.1, 3, 8)[:, None]  # some tokens "harder" than others
-    out = fn(pre, 3)
-    if tuple(out.shape) != (8, 30):
-        fail(f"shape {tuple(out.shape)}; return a tensor shaped like pre_acts.")
-    per_token = (out != 0).sum(-1)
-    if (per_token == 3).all():
-        fail("every token has exactly k active: that is TopK. BatchTopK keeps the k·B largest values "
-             "of the whole batch (flatten it), so tokens get different numbers of latents.")
-    if int(per_token.sum()) != 3 * 8:
-        fail(f"{int(per_token.sum())} activations kept in the batch, expected k · batch = 24.")
-    ref = build_sae("batchtopk", d_in=2, d_sae=30, k=3).train()
-    assert_close(out, ref.select(pre), "keep the k·B largest values of ReLU(z) across the flattened batch, "
-                 "at their values; zero the rest.")
-    few = torch.tensor([[1.0, -1.0], [-2.0, -0.5]])
-    if (fn(few, 1) < 0).any():
-        fail("negative values were kept: take the ReLU before choosing the k·B largest.")
-    print("batch_topk_activation keeps k·B activations per batch, unevenly across tokens.")
-
-
-# ---- feature splitting ---------------------------------------------------------------------------
-def check_find_splits(fn) -> None:
-    assert_own_code(fn)
-    small = torch.tensor([[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]])  # latent 1 has norm 2: normalise!
-    large = torch.tensor([[0.3, 0.03, 0.0], [0.0, 0.0, 1.0], [0.1, 0.9, 0.0], [0.75, 0.65, 0.0], [0.0, 3.0, 0.3]])
-    got = fn(small, large, 0.5)
-    if not isinstance(got, dict):
-        fail("return a dict {small latent: [large latents]}.")
-    got = {int(k): [int(j) for j in v] for k, v in got.items()}
-    if 0 not in got.get(0, []):
-        fail("large latent 0 (cosine 0.995 with small latent 0, but short) is missing: normalise the rows of both "
-             "decoders before taking dot products.")
-    if 1 in got.get(0, []) or 1 in got.get(1, []):
-        fail("large latent 1 is orthogonal to every small latent: keep only matches with cosine > threshold.")
-    if 3 in got.get(1, []):
-        fail("each large latent belongs to one parent only: its best-matching small latent.")
-    want = {0: [0, 3], 1: [4, 2]}
-    if {k: sorted(v) for k, v in got.items()} == {k: sorted(v) for k, v in want.items()} and got != want:
-        fail("list each parent's children from the most to the least similar (descending cosine).")
-    if got != want:
-        fail(f"got {got}, expected {want}: for each large latent find the small latent with the largest "
-             "cosine; keep it if that cosine > threshold; list children by descending cosine; include "
-             "every small latent as a key (with [] if it has no children).")
-    got = fn(small, torch.tensor([[0.0, 0.0, 1.0]]), 0.5)
-    if {int(k): list(v) for k, v in got.items()} != {0: [], 1: []}:
-        fail("every small latent must appear as a key, with an empty list when nothing matches it.")
-    print("find_splits matches the children to their parents.")
+def _gradients(sae, got: dict[str, torch.Tensor], pi_gate: torch.Tensor) -> None:
+    """Where each term sends gradients: aux and sparsity reach π_gate, aux not the decoder."""
+    for name in ("aux", "sparsity"):
+        if not got[name].requires_grad:
+            fail(f"the {name} term is cut off from autograd (.detach(), .item() or torch.no_grad() on the gate "
+                 "path): it must send a gradient to π_gate so the gate learns.")
+        sae.zero_grad(set_to_none=True)
+        pi_gate.grad = None
+        call(got[name].backward, retain_graph=True, name=f"{name}.backward()")
+        g = pi_gate.grad
+        if g is None or not g.abs().max() > 0:
+            fail(f"the {name} term sends no gradient to π_gate: it is cut off from autograd on the gate path "
+                 "(no .detach() on ReLU(π_gate)).")
+        if name == "aux":
+            for p, how in (("W_dec", "W_dec.detach()"), ("b_dec", "b_dec.detach()")):
+                g = getattr(sae, p).grad
+                if g is not None and g.abs().max() > 0:
+                    fail(f"the aux loss sends a gradient to {p}: use {how} in x̂_gate, so only the gate path "
+                         "learns from it and the decoder is trained by recon alone.")
+        for p in ("b_mag", "r_mag"):
+            g = getattr(sae, p).grad
+            if g is not None and g.abs().max() > 0:
+                fail(f"the {name} term sends a gradient to {p}: it must depend on π_gate only.")
