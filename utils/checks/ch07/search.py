@@ -295,9 +295,10 @@ def _bh_variants(p: torch.Tensor, alpha: float):
 def _dyadic_p() -> torch.Tensor:
     """16 p-values for α = 0.5, so BH's thresholds are kα/m = 2k/64 and Bonferroni's α/m = 2/64; all are binary
     fractions, so every way of computing a threshold gives the same float. Sorted, in 64ths:
-    1, 2 (= α/m), 4, 6, 8, 10 (each 2 below its threshold: on the threshold one k earlier), 13.5 (< 14),
-    16 (= 16), 18.5 (> 18: fails), 20 (= 20: the largest k that passes, between a fail and eight fails)."""
-    return torch.tensor([10, 1, 42, 30, 2, 13.5, 36, 18.5, 6, 20, 60, 8, 54, 16, 48, 4]) / 64
+    1, 2 (= α/m), 4, 6, 8 (each on its threshold one k earlier), 11 (< 12 but > 10), 14 (= 14), 16.5 (> 16: fails),
+    18.5 (> 18: fails), 20 (= 20: the largest k that passes), then eight fails. So the right k (10), the first run
+    of passes (7), the count of passes (8), k − 1 (9), the strict test (6) and k from 0 (5) all differ."""
+    return torch.tensor([11, 1, 42, 30, 2, 14, 36, 18.5, 6, 20, 60, 8, 54, 16.5, 48, 4]) / 64
 
 
 def _mask(got, name: str, m: int) -> torch.Tensor:
