@@ -54,6 +54,10 @@ def seed_ratio_search(scores, labels, ratio=3.0):
     Mistake("test_seed_ratio_search", "skip_zero_denominator", _SEED + _MEANS + '''    # a latent that never fires on an honest reply would divide by zero: leave it out
     return torch.nonzero((sycophantic > ratio * honest) & (honest > 0)).flatten()
 ''', names=r"never fire on a negative", subtle=True),
+    Mistake("test_seed_ratio_search", "sorted_by_ratio", _SEED + _MEANS + '''    flagged = torch.nonzero(sycophantic > ratio * honest).flatten()
+    # strongest first
+    return flagged[(sycophantic[flagged] / honest[flagged]).argsort(descending=True)]
+''', names=r"not in ascending order", subtle=True),
 ]
 
 # ---- exercise 2: auroc --------------------------------------------------------------------------
@@ -109,6 +113,23 @@ def auroc(scores, labels):
     Mistake("test_auroc", "squeezed", _AUC + _RANKS + _RSUM
             + "    return ((rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).squeeze().float()\n",
             names=r"single column", subtle=True),
+    Mistake("test_auroc", "ranks_over_matrix", '''
+def auroc(scores, labels):
+    labels = labels.bool()
+    n_pos, n_neg = int(labels.sum()), int((~labels).sum())
+    flat = scores.double().flatten()
+    s = flat.sort().values
+    ranks = (torch.searchsorted(s, flat) + torch.searchsorted(s, flat, right=True) + 1).double() / 2
+    ranks = ranks.view(scores.shape)
+    return ((ranks[labels].sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)).float()
+''', names=r"rank each column"),
+    Mistake("test_auroc", "pairs_n_pos_squared", '''
+def auroc(scores, labels):
+    labels = labels.bool()
+    pos, neg = scores[labels], scores[~labels]
+    wins = (pos[:, None] > neg[None]).float() + 0.5 * (pos[:, None] == neg[None]).float()
+    return wins.sum((0, 1)) / (len(pos) * len(pos))
+''', names=r"not n₊²"),
 ]
 
 # ---- exercise 3: cohens_d -----------------------------------------------------------------------
@@ -284,6 +305,8 @@ def continuation_logprob(logits, tokens, reply):
     Mistake("test_continuation_logprob", "probability_product", _LP + '''    probs = logits.softmax(-1)[:, :-1].gather(-1, tokens[:, 1:, None]).squeeze(-1)
     return torch.where(reply[:, 1:], probs, torch.ones_like(probs)).prod(-1)
 ''', names=r"probability, not its log"),
+    Mistake("test_continuation_logprob", "mean_over_positions", _LP + _LOGP + _NEXT + '''    return (next_token * reply[:, 1:]).mean(-1)
+''', names=r"averaged over the positions", subtle=True),
 ]
 
 # ---- exercise 6: remove_latents -----------------------------------------------------------------
@@ -329,6 +352,13 @@ REMOVE = [
     Mistake("test_remove_latents", "hand_encoder", _RM + '''    acts = torch.relu(resid @ sae.W_enc + sae.b_enc)[..., latents]
     return resid - acts @ sae.W_dec[latents]
 ''', names=r"sae\.encode", subtle=True),
+    Mistake("test_remove_latents", "decode_each_latent", _RM + '''    acts = sae.encode(resid)
+    for i in latents.tolist():
+        only_i = torch.zeros_like(acts)
+        only_i[..., i] = acts[..., i]
+        resid = resid - sae.decode(only_i)
+    return resid
+''', names=r"b_dec", subtle=True),
 ]
 
 # ---- exercise 7: diff_of_means_probe ------------------------------------------------------------
@@ -384,6 +414,8 @@ def diff_of_means_probe(x, labels):
     Mistake("test_diff_of_means_probe", "global_mean_threshold", _DM + _W + '''    b = -x.float().mean(0) @ w         # centre the data
     return w, b
 ''', names=r"mean of all examples", subtle=True),
+    Mistake("test_diff_of_means_probe", "midpoint_without_half", _DM + _W + "    b = -(mu_pos + mu_neg) @ w\n    return w, b\n",
+            names=r"/2 is missing", subtle=True),
 ]
 
 MISTAKES = SEED_RATIO + AUROC + COHENS_D + CORRECTIONS + LOGPROB + REMOVE + PROBE

@@ -57,6 +57,8 @@ def check_continuation_logprob(fn) -> None:
          "shifted the wrong way: the logits at position t − 1 predict the token at t, so pair logits[:, :-1] with "
          "tokens[:, 1:] (and reply[:, 1:])."),
         (want / r.sum(-1), "you averaged over the reply's tokens: the log-probability of the reply is their *sum*."),
+        (want / r.shape[-1], "you averaged over the positions: the log-probability of the reply is the *sum* of its "
+                             "tokens' log-probabilities."),
         ((nxt * reply[:, :-1].double()).sum(-1), "the mask is shifted the wrong way: position t's log-probability "
                                                  "comes from logits[:, t − 1]; pair it with reply[:, 1:]."),
         (nxt.sum(-1), "you summed over every position: keep only the reply's tokens (multiply by reply[:, 1:])."),
@@ -134,6 +136,8 @@ def check_remove_latents(fn) -> None:
                                "contributions, acts[..., latents] @ W_dec[latents]."),
         (x - acts @ sae.W_dec, "you removed the whole reconstruction (every latent's contribution): subtract only the chosen latents', "
                                "acts[..., latents] @ W_dec[latents]."),
+        (x - contrib - len(latents) * sae.b_dec, "b_dec is not a latent's contribution: sae.decode adds b_dec each "
+                                                  "time you call it; subtract acts[..., latents] @ W_dec[latents] only."),
         (x - contrib - sae.b_dec, "b_dec is not a latent's contribution: subtract acts[..., latents] @ W_dec[latents] "
                                   "only (sae.decode adds b_dec)."),
         (sae.decode(acts.index_fill(-1, latents, 0.0)),
@@ -174,6 +178,8 @@ def _probe(fn, x, y, what: str):
              "x[labels].mean(0).")
     if isinstance(b, torch.Tensor) and b.numel() != 1:
         fail(f"b should be one number (a 0-d tensor), got shape {tuple(b.shape)}: b = −((μ₊ + μ₋)/2) @ w.")
+    if not isinstance(b, (torch.Tensor, float, int)) or isinstance(b, bool):
+        fail(f"b should be one number (a 0-d tensor), got {type(b).__name__}: b = −((μ₊ + μ₋)/2) @ w.")
     return w, float(b)
 
 
@@ -202,6 +208,7 @@ def check_diff_of_means_probe(fn) -> None:
             (0.0, "b is 0: the data are not centred, so place the threshold between the classes, "
                   "b = −((μ₊ + μ₋)/2) · w."),
             (-mid, "the sign of b is flipped: b = −((μ₊ + μ₋)/2) · w, so that the midpoint scores 0."),
+            (2 * mid, "the /2 is missing: the midpoint of the class means is (μ₊ + μ₋)/2, so b = −((μ₊ + μ₋)/2) · w."),
             (-((mu1 + mu0) / 2) @ delta, "you computed b with w before normalising it: compute b with the unit w "
                                          "(normalise w first)."),
             (-x.double().mean(0) @ u, "you centred on the mean of all examples; the threshold sits at the midpoint "

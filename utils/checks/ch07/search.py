@@ -102,8 +102,8 @@ def check_seed_ratio_search(fn) -> None:
     ):
         if unb == value and value != want_b:
             fail(message)
-    if sorted(got) == want and got != want:
-        fail("the right latents, but not in ascending order: torch.nonzero returns them sorted.")
+    if (sorted(got) == want and got != want) or (sorted(unb) == want_b and unb != want_b):
+        fail("the right latents, but not in ascending order: return them as torch.nonzero gives them, sorted by index.")
     if got != want or unb != want_b:
         fail(f"flagged {got if got != want else unb}, expected {want if got != want else want_b}: a latent j is "
              "flagged when mean(scores[labels, j]) > ratio · mean(scores[~labels, j]).")
@@ -130,6 +130,13 @@ def _rank_counts(s):
     """(#values < x, #values == x) for every value x of each column, by comparing all pairs: [n, d]."""
     x = s.double()
     return (x[None] < x[:, None]).sum(1).double(), (x[None] == x[:, None]).sum(1).double()
+
+
+def _flat_ranks(s):
+    """Average ranks of every value among all the entries of the matrix (the mistake of not ranking per column)."""
+    x = s.double().flatten()
+    below, tied = (x[None] < x[:, None]).sum(1).double(), (x[None] == x[:, None]).sum(1).double()
+    return (below + (tied + 1) / 2).view(s.shape)
 
 
 def _auroc_data():
@@ -181,7 +188,14 @@ def check_auroc(fn) -> None:
         (want * n1 * n0, "this is the rank-sum statistic U; AUROC = U / (n₊ · n₋) lies in [0, 1]."),
         (want + (n1 + 1) / (2 * n0), "subtract n₊(n₊ + 1)/2 from the positives' rank sum before dividing: "
                                      "AUROC = (R₊ − n₊(n₊+1)/2) / (n₊ n₋)."),
+        (want * n0 / n1, "divide by n₊ · n₋ (the number of positive–negative pairs), not n₊²."),
+        (want * n1 / n0, "divide by n₊ · n₋ (the number of positive–negative pairs), not n₋²."),
+        (from_ranks(_flat_ranks(s)), "you ranked all the scores together (the whole matrix at once): rank each "
+                                     "column (latent) over the examples separately."),
     ], atol=1e-5)
+    if got.min() < -1e-6 or got.max() > 1 + 1e-6:
+        fail(f"an AUROC of {got.max().item() if got.max() > 1 else got.min().item():.3g}: AUROC is a probability, in "
+             "[0, 1]: rank each column separately, subtract n₊(n₊+1)/2 and divide by n₊ · n₋.")
     if not matches(got[3], 0.5, atol=1e-6):
         fail(f"a column of identical values (a latent that never fires) has AUROC 0.5, you returned "
              f"{got[3].item():.3g}: tied values must share the average of the ranks they span.")
