@@ -8,13 +8,15 @@ the definitions (AUROC by comparing every positive with every negative, BH from 
 thresholds, the ablation from encode and W_dec), most specific first, and ends with a general hint
 that claims no particular cause. No reference implementation from the course library is used.
 
-`search` holds exercises 1–4 (the seed's ratio, AUROC, Cohen's d, the corrections); `causal`
-exercises 5–7 (a reply's log-probability, removing latents, the difference-of-means probe).
+`search` holds exercises 1–3 (the seed's ratio, AUROC, Cohen's d), `corrections` exercise 4
+(Bonferroni, Benjamini–Hochberg), `causal` exercises 5–7 (a reply's log-probability, removing
+latents, the difference-of-means probe).
 """
 
 from utils.checks import CheckFailed, call, tensor_result  # the hidden tests call the answers through `call`
 from utils.checks.ch07.causal import check_continuation_logprob, check_diff_of_means_probe, check_remove_latents
-from utils.checks.ch07.search import check_auroc, check_cohens_d, check_corrections, check_seed_ratio_search
+from utils.checks.ch07.corrections import check_corrections
+from utils.checks.ch07.search import check_auroc, check_cohens_d, check_seed_ratio_search
 
 __all__ = ["check_seed_ratio_search", "check_auroc", "check_cohens_d", "check_corrections",
            "check_continuation_logprob", "check_remove_latents", "check_diff_of_means_probe",
