@@ -133,3 +133,32 @@ def test_calling_the_reference_scores_zero():
     from utils import detection
     with pytest.raises(CheckFailed, match="not from your notebook"):
         checks.check_auroc(detection.auroc)
+
+
+_PASSES = "ok = p[order] <= alpha * torch.arange(1, m + 1) / m"
+_K = "int(torch.nonzero(ok).max()) + 1"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    (_PASSES, _PASSES.replace("<=", "<"), "≤, not <"),
+    (_PASSES, _PASSES.replace("torch.arange(1, m + 1)", "torch.arange(m)"), "k runs from 1"),
+    (_K, _K.replace(" + 1", ""), "off by one"),
+    (_K, "int(ok.sum())", "step-\\*up\\*"),
+])
+def test_bh_threshold_mistakes_are_told_apart(old, new, message):
+    """A strict test, k from 0, an off-by-one k and counting the passes each get their own message (the
+    check's p-values keep them apart)."""
+    assert old in BH_OK
+    with pytest.raises(CheckFailed, match=message):
+        checks.check_corrections(student(BONF_OK, "bonferroni"), student(BH_OK.replace(old, new), "benjamini_hochberg"))
+
+
+def test_every_check_the_chapter_calls_is_exported():
+    """The solution notebook reaches its checks as `checks.check_*`: each must exist in utils.checks.ch07."""
+    import re
+
+    from conftest import REPO
+    text = (REPO / "solutions" / "07_capstone_sycophancy" / "07_capstone_sycophancy.ipynb").read_text()
+    called = set(re.findall(r"checks\.(check_\w+)\(", text))
+    assert called, "the chapter calls no check"
+    assert not {c for c in called if not callable(getattr(checks, c, None))}, "checks the notebook calls are missing"
