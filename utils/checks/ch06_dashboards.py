@@ -52,28 +52,33 @@ def check_search_latents(fn) -> None:
     a, b = acts.reshape(-1, 12), base.reshape(-1, 12)
     right = a.mean(0) - b.mean(0)
     want = right.topk(3)
+    variants = (
+        (a.mean(0), "latent 4 fires everywhere, on the baseline too: subtract each latent's mean activation on "
+                    "the baseline tokens from its mean on the prompts."),
+        (a.amax(0) - b.mean(0), "rank by the mean activation over the prompts' tokens, not the maximum (one spike "
+                                "is not a behaviour)."),
+        (a.amax(0) - b.amax(0), "rank by mean activations, not maxima (one spike is not a behaviour)."),
+        (a.sum(0) - b.sum(0), "you subtracted sums: the prompts have 15 tokens and the baseline 40, so compare "
+                              "means (.mean(0) over the flattened tokens), not sums."),
+        (a.mean(0) / b.mean(0).clamp_min(1e-6), "you divided by the baseline; the score is a difference, mean on "
+                                                "the prompts − mean on the baseline."),
+        ((a.mean(0) - b.mean(0)).abs(), "you ranked by |difference|: a latent busier on the baseline than on the "
+                                        "prompts is not specific to them. Keep the sign: mean − baseline mean."),
+        (a.sum(0) / (a != 0).sum(0).clamp_min(1) - b.mean(0),
+         "you averaged only over the tokens where a latent fires; the score is the mean over *all* the prompts' "
+         "tokens (a latent that fires once, strongly, is not what the prompts share)."),
+        (b.mean(0) - a.mean(0), "the difference is the wrong way round: mean on the prompts − mean on the baseline."),
+    )
     if lat != want.indices.tolist():
-        for score, message in (
-            (a.mean(0), "latent 4 fires everywhere, on the baseline too: subtract each latent's mean activation on "
-                        "the baseline tokens from its mean on the prompts."),
-            (a.amax(0) - b.mean(0), "rank by the mean activation over the prompts' tokens, not the maximum (one spike "
-                                    "is not a behaviour)."),
-            (a.amax(0) - b.amax(0), "rank by mean activations, not maxima (one spike is not a behaviour)."),
-            (a.sum(0) - b.sum(0), "you subtracted sums: the prompts have 15 tokens and the baseline 40, so compare "
-                                  "means (.mean(0) over the flattened tokens), not sums."),
-            (a.mean(0) / b.mean(0).clamp_min(1e-6), "you divided by the baseline; the score is a difference, mean on "
-                                                    "the prompts − mean on the baseline."),
-            ((a.mean(0) - b.mean(0)).abs(), "you ranked by |difference|: a latent busier on the baseline than on the "
-                                            "prompts is not specific to them. Keep the sign: mean − baseline mean."),
-            (a.sum(0) / (a != 0).sum(0).clamp_min(1) - b.mean(0),
-             "you averaged only over the tokens where a latent fires; the score is the mean over *all* the prompts' "
-             "tokens (a latent that fires once, strongly, is not what the prompts share)."),
-            (b.mean(0) - a.mean(0), "the difference is the wrong way round: mean on the prompts − mean on the baseline."),
-        ):
+        for score, message in variants:
             if lat == score.topk(3).indices.tolist():
                 fail(message)
         fail(f"got latents {lat}, expected {want.indices.tolist()}: score = mean over the prompts' tokens − mean over the "
              "baseline tokens, then the k largest, best first.")
+    if not matches(scores, want.values, atol=1e-5):
+        for score, message in variants:                        # the right latents, the scores of a mistake
+            if matches(scores, score[lat], atol=1e-5, rtol=1e-4):
+                fail(message)
     assert_close(torch.tensor(scores), want.values, "return the scores of those latents: mean on the prompts − mean on "
                  "the baseline.", atol=1e-5)
     flat = run(fn, acts.reshape(-1, 12), base, 3, what="2-D prompts [15, 12] and a 3-D baseline",
@@ -137,14 +142,14 @@ def check_top_activations(fn) -> None:
         if toks == list(range(s * 8 + lo, s * 8 + hi)) or toks == tokens[s, lo:hi].tolist():
             fail("window_tokens are token ids: map each id to its text with vocab[id].")
         if toks != want_tokens:
-            if p - 3 < 0 and (not toks or len(toks) < hi - max(lo, p - 3)):
-                fail(f"the window of example ({s}, {p}) is {toks}, expected {want_tokens}: clip the window at the start "
-                     "of the sequence, max(0, pos − left); a negative start wraps around in Python slicing.")
-            for l2, h2 in ((p - 2, p + 2), (p - 3, p + 1), (p - 4, p + 2), (p - 3, p + 3)):
+            for l2, h2 in ((p - 2, p + 2), (p - 3, p + 1), (p - 4, p + 2), (p - 3, p + 3)):    # clipped, one off
                 if toks == vocab[s * 8 + max(0, l2):s * 8 + min(8, h2)]:
                     fail(f"the window of example ({s}, {p}) is {toks}, expected {want_tokens}: `window = (left, right)` "
                          "tokens on each side of the peak, the peak included — tokens[lo:hi] with lo = pos − left and "
                          "hi = pos + right + 1 (off by one?).")
+            if p - 3 < 0 and (not toks or len(toks) < hi - max(lo, p - 3)):
+                fail(f"the window of example ({s}, {p}) is {toks}, expected {want_tokens}: clip the window at the start "
+                     "of the sequence, max(0, pos − left); a negative start wraps around in Python slicing.")
             fail(f"window tokens {toks} of example ({s}, {p}) should be {want_tokens}.")
         center = _int(e[5])
         if center != p - lo:
