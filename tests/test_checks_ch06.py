@@ -95,7 +95,7 @@ def _downstream(ablate_to="mean_all", flip=False):
 def test_downstream_loss(world):
     model, sae, tokens = world
     checks.check_downstream_loss(_downstream(), model, sae, tokens)
-    _fails(checks.check_downstream_loss, _downstream(ablate_to="per_seq"), model, sae, tokens, match="mean_ablated")
+    _fails(checks.check_downstream_loss, _downstream(ablate_to="per_seq"), model, sae, tokens, match="one mean per sequence")
     _fails(checks.check_downstream_loss, _downstream(flip=True), model, sae, tokens, match="1 minus")
 
 
@@ -124,7 +124,7 @@ def _top(skip_bos=True, right_extra=0):
         if skip_bos:
             a[:, 0] = float("-inf")
         L = a.shape[1]
-        v, i = a.flatten().topk(k)
+        v, i = a.flatten().topk(min(k, a.numel()))
         out = []
         for val, idx in zip(v.tolist(), i.tolist()):
             if val <= 0:
@@ -214,7 +214,8 @@ def test_concept_precision_recall():
 
 
 def test_latent_for_concept_shape():
-    checks.check_latent_for_concept({"code": 3, "science": (4, 0.5)}, ["code", "science"])
+    checks.check_latent_for_concept({"code": 3, "science": (4, 0.5), "dialogue": 5}, ["code", "science", "dialogue"])
+    _fails(checks.check_latent_for_concept, {"code": 3, "science": 4}, ["code", "science"], match="at least 3")
     _fails(checks.check_latent_for_concept, {}, ["code"], match="dict")
     _fails(checks.check_latent_for_concept, {"poetry": 1}, ["code"], match="unknown")
     _fails(checks.check_latent_for_concept, {"code": torch.tensor(3)}, ["code"], match="plain int")
