@@ -35,7 +35,8 @@ from tools import feedback as fb
 from tools import intake, sandbox
 
 CH, CH03 = "01_superposition", "03_loss_tradeoff"
-CELL_TIMEOUT = 30  # seconds per cell for the hostile run (an infinite loop costs this much)
+CELL_TIMEOUT = 90  # seconds per cell for the hostile run (an infinite loop costs this much; chapter 03's setup
+#                   cell and the flood need ~30 s under the guard on a loaded 2-core machine)
 MEMORY_GB = 3
 BASE = 10  # score of the base submission: 17 points minus test_toy_model (3) and the written answer (4)
 SECRETS = {"GITHUB_TOKEN": "ghp_sentinel4242", "AWS_SECRET_ACCESS_KEY": "aws-sentinel-4242",
@@ -314,8 +315,10 @@ def build_class(course: Path, canary: str) -> dict[str, dict]:
             status="graded", score=BASE, other="needs a human: 2 different files for 01_superposition")
     hand_in("uses_reference", {nbpath: base(
         generate_batch="from utils.toy_models import generate_batch\n",
-        importance_weighted_loss=("import utils.toy_models\n\ndef importance_weighted_loss(out, x, importance):\n"
-                                  "    return utils.toy_models.importance_weighted_loss(out, x, importance)\n"))},
+        # the reference fetched at call time, by a string the checks cannot see
+        importance_weighted_loss=("import importlib\n\ndef importance_weighted_loss(out, x, importance):\n"
+                                  "    ref = importlib.import_module('utils.toy_models')\n"
+                                  "    return ref.importance_weighted_loss(out, x, importance)\n"))},
         status=TAMPERING, zeroed=["test_generate_batch", "test_importance_weighted_loss"], score=BASE - 4,
         feedback=["utils.toy_models:generate_batch", "utils.toy_models:importance_weighted_loss"])
     snoop = SNOOP.format(course=str(course), repo=str(REPO), ch=CH, canary_reversed=canary[::-1])

@@ -90,8 +90,19 @@ def job_part(solution, chapter: str, allowed_dir: Path | None = None) -> dict:
         md = _md(cell)
         if cell.cell_type == "code" and md.get("locked") and not md.get("solution"):
             locked[sha(cell.source)] = {"grade_id": md.get("grade_id"), "test": _is_test(cell)}
+            if md.get("grade"):      # a graded cell the student deleted comes back from nbgrader as this
+                locked[sha(restored(cell.source, md.get("grade_id")))] = locked[sha(cell.source)]
     return {"chapter": chapter, "exercises": exercises(solution),
             "answers": answer_names(solution), "allowed": allowed_patterns(chapter, allowed_dir), "locked": locked}
+
+
+def restored(source: str, grade_id: str) -> str:
+    """The source of a deleted graded code cell as nbgrader adds it back (OverwriteCells with
+    add_missing_cells, nbgrader_config.py): its notice, as a comment, then the cell."""
+    from nbgrader.preprocessors import OverwriteCells
+
+    notice = OverwriteCells.missing_cell_notification.default_value.format(cell_id=grade_id)
+    return "# " + notice + source
 
 
 def transformed(source: str) -> str:
