@@ -174,6 +174,9 @@ def test_submitted_untouched_and_one_row_each(graded):
              if "01_superposition" in chapters else [])
     assert sorted((r["student"], r["chapter"]) for r in rows) == sorted(
         [(s, ch) for s in ("a_solution", "b_blank") for ch in chapters] + extra)
+    # every submission here is honest (blank, mistaken or looping): the guard flags none of them
+    flagged = [(r["student"], r["chapter"], r["notes"]) for r in rows if r["status"].startswith("needs a human: tampering")]
+    assert not flagged, flagged
 
 
 @pytest.mark.parametrize("ch", CHAPTERS)
@@ -243,7 +246,8 @@ def test_class_report(graded):
     messages; the exercises most students lost points on first; plotly inline (works offline)."""
     course, rows, _, _ = graded
     page = (course / "grading" / "report.html").read_text()
-    assert "cdn.plot.ly" not in page and "<script src" not in page and "Plotly.newPlot" in page
+    # plotly.js inline (its own text names its CDN, so look for script tags that load anything)
+    assert not re.search(r"<script[^>]*\bsrc=", page) and "Plotly.newPlot" in page and len(page) > 1_000_000
     from tools.grading import classreport
     from tools.grading.config import GradeConfig
 

@@ -29,6 +29,8 @@ _MISSING = object()
 _BaseException, _Exception, _KeyboardInterrupt = BaseException, Exception, KeyboardInterrupt
 _fnmatch_translate = __import__("fnmatch").translate
 _realpath, _getcwd = os.path.realpath, os.getcwd
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_COROUTINE | inspect.CO_ASYNC_GENERATOR
+_RESUME = __import__("dis").opmap["RESUME"]     # its argument is 0 at a function's start
 
 FRAME_EVENTS = {"sys._getframe", "sys._current_frames"}
 GC_EVENTS = {"gc.get_objects", "gc.get_referrers", "gc.get_referents"}
@@ -48,6 +50,16 @@ WATCHED = ("math", "operator", "numpy", "numpy.testing", "torch", "torch.nn", "t
 WATCHED_CLASSES = ("torch.Tensor", "torch._C.TensorBase", "torch.nn.Module", "torch.nn.Parameter", "torch.nn.Linear",
                    "torch.optim.Optimizer", "torch.optim.Adam", "torch.autograd.Function")
 SKIP_FOR_FRAMES = (inspect.__file__, traceback.__file__)
+
+
+def resumed(frame) -> bool:
+    """A generator or coroutine frame going on after a yield, not starting: its start was judged
+    where it happened (with the frames above it then)."""
+    code = frame.f_code
+    if not code.co_flags & _GENERATOR_FLAGS:
+        return False
+    raw, i = code.co_code, frame.f_lasti      # at its start: RESUME 0; thrown into (closed): its YIELD_VALUE
+    return 0 <= i < _len(raw) - 1 and not (raw[i] == _RESUME and raw[i + 1] == 0)
 
 
 class Guard(Cells):
@@ -253,7 +265,7 @@ class Guard(Cells):
             name = self.cls.qualname(code)
             if not self.is_allowed(name):
                 self.flag("reference", f"calls the course's {name}", rec)
-        elif kind is None:
+        elif kind is None and not resumed(frame):   # (a suspended generator closed by the collector: no one's)
             self.flag("reference", f"{self.cls.qualname(code)} ran outside any notebook cell "
                                    "(in a thread or callback an answer started)", None)
 

@@ -22,6 +22,9 @@ _class_mro = type.__dict__["__mro__"].__get__
 _GetSet = type(type.__dict__["__dict__"])                # a C attribute of a C type (e.g. an instance __dict__)
 _type, _len, _issubclass, _callable, _id = type, len, issubclass, callable, id
 _MISSING = object()
+# attributes the standard library adds to a class on its own: copyreg caches __slotnames__ on
+# a class the first time one of its instances is copied or pickled (copy.deepcopy of a config)
+BENIGN_ADDED = frozenset({"__slotnames__"})
 
 
 class Classifier:
@@ -134,7 +137,7 @@ class Snapshot:
                     out.append(f"{label}.{k}")
             if n >= 0 and _len(mapping) != n:
                 known = {k for k, _ in items}
-                out += [f"{label}.{k} (added)" for k in list(mapping) if k not in known]
+                out += [f"{label}.{k} (added)" for k in list(mapping) if k not in known and k not in BENIGN_ADDED]
         return out
 
 
