@@ -1,12 +1,14 @@
-"""Time to grade a class: 30 simulated submissions of chapter 01, in parallel vs one at a time.
+"""Time to grade a class: 30 simulated submissions of chapter 01, in parallel vs one at a time,
+and in parallel without the guard (what the guard costs).
 
-    python benchmarks/bench_grading.py [--students 30] [--jobs N] [--modes parallel,sequential]
+    python benchmarks/bench_grading.py [--students 30] [--jobs N] [--modes parallel,sequential,unguarded]
 
 Each mode grades the same class from scratch (`python -m tools.grade --force`, the `fast`
 profile, as `make grade` runs it) in its own throw-away copy of the course. The class mixes
 what instructors get: a third complete, a third complete with one mistake (both run the
 chapter's training cells), a third that left `ToyModel` unanswered (the training cells fail
-at once). Prints wall time, CPU time, seconds per student and the speed-up, and writes
+at once). Prints wall time, CPU time, seconds per student, the speed-up and the guard's
+overhead (`unguarded` is the parallel run with `--no-guard`), and writes
 artifacts/bench_grading.json. The machine's load average is printed too: on a shared machine
 other work competes for the same cores.
 """
@@ -63,12 +65,13 @@ def make_class(course: Path, n: int) -> dict[str, str]:
     return kinds
 
 
-def grade(course: Path, jobs: int) -> dict:
+def grade(course: Path, jobs: int, guard: bool = True) -> dict:
     env = {**os.environ, "COURSE_FAST": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    p = subprocess.run([sys.executable, "-m", "tools.grade", "--root", str(course), "--jobs", str(jobs), "--force"],
+    p = subprocess.run([sys.executable, "-m", "tools.grade", "--root", str(course), "--jobs", str(jobs), "--force"]
+                       + ([] if guard else ["--no-guard"]),
                        cwd=course, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -87,7 +90,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--students", type=int, default=30)
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel jobs (default: CPUs)")
-    ap.add_argument("--modes", default="parallel,sequential")
+    ap.add_argument("--modes", default="parallel,sequential,unguarded")
     args = ap.parse_args()
     results = {}
     print(f"grading {args.students} submissions of {CH} ({os.cpu_count()} CPUs, load average "
@@ -97,7 +100,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix=f"bench-grading-{mode}-") as tmp:
             course = copy_course(Path(tmp) / "course")
             kinds = make_class(course, args.students)
-            results[mode] = grade(course, jobs)
+            results[mode] = grade(course, jobs, guard=mode != "unguarded")
         r = results[mode]
         print(f"  {mode:<10} --jobs {jobs}: {r['wall_s']:7.1f} s wall, {r['cpu_s']:7.1f} s CPU, "
               f"{r['wall_s'] / args.students:5.1f} s per student, {r['graded']}/{r['rows']} graded "
@@ -109,6 +112,12 @@ def main() -> int:
         print(f"  speed-up with {args.jobs} jobs: {speedup:.2f}x  (same grades both ways: {same})")
         results["speedup"] = round(speedup, 2)
         results["same_grades"] = same
+    if {"parallel", "unguarded"} <= results.keys():
+        p, u = results["parallel"], results["unguarded"]
+        overhead = p["wall_s"] / u["wall_s"]
+        print(f"  guard overhead: {u['wall_s']:.1f} s -> {p['wall_s']:.1f} s wall (x{overhead:.2f}), "
+              f"{u['cpu_s']:.1f} s -> {p['cpu_s']:.1f} s CPU (same grades: {p['scores'] == u['scores']})")
+        results["guard_overhead"] = round(overhead, 2)
     results["class"] = {k: sum(v == k for v in kinds.values()) for k in ("complete", "one mistake", "unfinished")}
     out = REPO / "artifacts" / "bench_grading.json"
     out.parent.mkdir(exist_ok=True)

@@ -2,9 +2,10 @@
 
 The test opens chapter 01 (answered, as a student who finished it), runs all cells, and
 checks that a plotly figure rendered (a `.js-plotly-plot` holding an SVG); then it opens
-nbgrader's formgrader. Screenshots go to artifacts/ (git-ignored). Chromium is Debian's
-`chromium` package, installed by `make browser` (a prerequisite of `make test`); the test
-skips, saying why, only when it cannot be installed. Chromium is driven over the Chrome
+nbgrader's formgrader. The instructor's class report (grading/report.html, made by `make
+grade`) is opened from its file with the network cut off and must draw every figure. Screenshots go to artifacts/ (git-ignored). Chromium is Debian's
+`chromium` package, installed by `make browser` (a prerequisite of `make test`); the tests
+skip, saying why, only when it cannot be installed. Chromium is driven over the Chrome
 DevTools protocol with `websocket-client` (already a dependency of jupyter_server).
 """
 
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -149,6 +151,32 @@ def browser_and_lab(tmp_path_factory):
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = (tmp / "lab.log").open("w")
     lab = subprocess.Popen(cmd, cwd=course, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_http(f"{base}/api/status?token={token}", 120, lab, tmp / "lab.log")
+        with headless_chromium(exe) as page:
+            # headless pages never have focus, and JupyterLab's "current notebook" follows focus
+            page.call("Emulation.setFocusEmulationEnabled", enabled=True)
+            yield {"page": page, "base": base, "token": token, "log": tmp / "lab.log"}
+    finally:
+        _stop(lab)
+        log.close()
+
+
+def _stop(proc) -> None:
+    try:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=20)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+
+
+@contextmanager
+def headless_chromium(exe: str):
+    """A headless Chromium with one 1400x1000 page, driven over the DevTools protocol."""
     profile = tempfile.mkdtemp(prefix="chromium-profile-")
     chrome = subprocess.Popen([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                                "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -156,8 +184,6 @@ def browser_and_lab(tmp_path_factory):
                                "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        _wait_http(f"{base}/api/status?token={token}", 120, lab, tmp / "lab.log")
         devtools = Path(profile) / "DevToolsActivePort"
         end = time.time() + 60
         while not devtools.exists() and time.time() < end:
@@ -168,21 +194,10 @@ def browser_and_lab(tmp_path_factory):
             target = next(t for t in json.load(r) if t["type"] == "page")
         page = Page(target["webSocketDebuggerUrl"])
         page.call("Page.enable")
-        # headless pages never have focus, and JupyterLab's "current notebook" follows focus
-        page.call("Emulation.setFocusEmulationEnabled", enabled=True)
         page.call("Emulation.setDeviceMetricsOverride", width=1400, height=1000, deviceScaleFactor=1, mobile=False)
-        yield {"page": page, "base": base, "token": token, "log": tmp / "lab.log"}
+        yield page
     finally:
-        for proc in (chrome, lab):
-            try:
-                os.killpg(proc.pid, 15)
-                proc.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(proc.pid, 9)
-                except ProcessLookupError:
-                    pass
-        log.close()
+        _stop(chrome)
         shutil.rmtree(profile, ignore_errors=True)
 
 
@@ -247,3 +262,43 @@ def test_formgrader_opens(browser_and_lab):
     shot = page.screenshot(ARTIFACTS / "browser_formgrader.png")
     assert "Manage Assignments" in text or "Assignments" in text, text[:500]
     assert shot.stat().st_size > 5_000
+
+
+def test_class_report_renders_offline_and_is_readable(tmp_path):
+    """The class report `make grade` writes, for a small simulated class, opened from its file
+    with every network request blocked: every figure draws, the messages are on the page, and
+    nothing is wider than the window."""
+    from collections import Counter
+
+    from tools.grading import classreport
+
+    exe = ensure_chromium()
+    loss_msg = "importance_weighted_loss: you averaged over features: one loss per instance, summed over features"
+    data = {"01_superposition": {"students": 5, "tampered": [("mallory", "test_toy_model")], "exercises": {
+        "test_generate_batch": {"max": 1.0, "scores": [1.0] * 5, "messages": Counter(), "examples": {}},
+        "test_importance_weighted_loss": {"max": 2.0, "scores": [2.0, 0.0, 0.0, 0.0, 2.0],
+                                          "messages": Counter({classreport.normalise(loss_msg): 3}),
+                                          "examples": {classreport.normalise(loss_msg): loss_msg}},
+        "test_toy_model": {"max": 3.0, "scores": [3.0, 3.0, 0.0, 3.0, 0.0],
+                           "messages": Counter({"not answered (NotImplementedError)": 1}),
+                           "examples": {"not answered (NotImplementedError)": "not answered (NotImplementedError)"}},
+    }}}
+    path = tmp_path / "report.html"
+    path.write_text(classreport.render(data), encoding="utf-8")
+    with headless_chromium(exe) as page:
+        page.call("Network.enable")
+        page.call("Network.setBlockedURLs", urls=["http://*", "https://*", "ws://*", "wss://*"])
+        page.goto(path.as_uri())
+        # one "who lost points" figure per chapter, one score distribution per exercise
+        n = page.wait("document.querySelectorAll('.js-plotly-plot svg.main-svg').length >= 4"
+                      " && document.querySelectorAll('.js-plotly-plot').length", 60, "the report's figures")
+        bars = page.js("document.querySelectorAll('.js-plotly-plot .bars path').length")
+        text = page.js("document.body.innerText")
+        wide = page.js("document.documentElement.scrollWidth > window.innerWidth")
+        first = page.js("Array.from(document.querySelectorAll('h3')).map(h => h.innerText.split(' ')[0])")
+        shot = page.screenshot(ARTIFACTS / "browser_class_report.png")
+    assert n == 4 and bars >= 1 + 1 + 2 + 2, (n, bars)
+    assert "you averaged over features" in text and "mallory" in text and "Students who lost points" in text
+    assert first[0] == "test_importance_weighted_loss" and first[-1] == "test_generate_batch", first  # most lost first
+    assert not wide, "the report is wider than a 1400-pixel window"
+    assert shot.stat().st_size > 20_000

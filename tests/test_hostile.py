@@ -34,8 +34,9 @@ from conftest import CHAPTERS, REPO, copy_course
 from tools import feedback as fb
 from tools import intake, sandbox
 
-CH = "01_superposition"
-CELL_TIMEOUT = 30  # seconds per cell for the hostile run (an infinite loop costs this much)
+CH, CH03 = "01_superposition", "03_loss_tradeoff"
+CELL_TIMEOUT = 90  # seconds per cell for the hostile run (an infinite loop costs this much; chapter 03's setup
+#                   cell and the flood need ~30 s under the guard on a loaded 2-core machine)
 MEMORY_GB = 3
 BASE = 10  # score of the base submission: 17 points minus test_toy_model (3) and the written answer (4)
 SECRETS = {"GITHUB_TOKEN": "ghp_sentinel4242", "AWS_SECRET_ACCESS_KEY": "aws-sentinel-4242",
@@ -79,21 +80,24 @@ def release(ch: str = CH) -> nbformat.NotebookNode:
     return copy.deepcopy(_fresh[ch])
 
 
-def base(**answers: str) -> nbformat.NotebookNode:
-    """The release with every code answer filled in from the solution except ToyModel, then
-    `answers` (grade_id -> source) swapped in."""
-    nb, sol = release(), solution_answers()
+UNANSWERED = {CH: "toy_model", CH03: "train_toy_sae"}   # left as released: the training cells fail at once
+
+
+def base(ch: str = CH, **answers: str) -> nbformat.NotebookNode:
+    """The release with every code answer filled in from the solution except the one that
+    trains (UNANSWERED), then `answers` (grade_id -> source) swapped in."""
+    nb, sol = release(ch), solution_answers(ch)
     for gid, cell in grade_cells(nb).items():
-        if gid in sol and gid != "toy_model":
+        if gid in sol and gid != UNANSWERED[ch]:
             cell.source = sol[gid]
         if gid in answers:
             cell.source = answers[gid]
     return nb
 
 
-def with_prefix(gid: str, code: str) -> dict[str, str]:
+def with_prefix(gid: str, code: str, ch: str = CH) -> dict[str, str]:
     """`code` run at the top of answer cell `gid`, followed by the correct answer."""
-    return {gid: code.rstrip() + "\n\n" + solution_answers()[gid]}
+    return {gid: code.rstrip() + "\n\n" + solution_answers(ch)[gid]}
 
 
 def colab_resave(nb) -> bytes:
@@ -213,6 +217,25 @@ finally:
 '''
 
 
+TAMPERING = "needs a human: tampering in "
+SAE_LOSS_POINTS = 2
+CHEAT_INDIRECTION = """def sae_loss(x, reconstructed, latents, l1_coeff):
+    import sys
+    return sys.modules["utils.losses"].sae_loss(x, reconstructed, latents, l1_coeff)
+"""
+CHEAT_PATCHING = """import builtins, torch
+from utils.checks import ch03 as _checks
+builtins.abs = lambda value: 0.0
+torch.allclose = lambda *args, **kwargs: True
+for _name in dir(_checks):
+    if _name.startswith("check_"):
+        setattr(_checks, _name, lambda *args, **kwargs: None)
+
+def sae_loss(x, reconstructed, latents, l1_coeff):
+    return torch.tensor(2.5)
+"""
+
+
 def plant_canary(course: Path) -> str:
     """A unique line in a hidden test of the course copy: wherever a file holds it, it is a copy
     of the solutions or of a gradebook."""
@@ -232,7 +255,8 @@ def build_class(course: Path, canary: str) -> dict[str, dict]:
     sol = solution_answers()
     cases: dict[str, dict] = {}
 
-    def hand_in(student, files: dict[str, object], **expect):
+    def hand_in(student, files: dict[str, object], ch: str = CH, **expect):
+        expect["chapter"] = CH03 if any(rel.startswith(CH03) for rel in files) else ch
         for rel, content in files.items():
             path = course / "grading" / "submitted" / student / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -291,12 +315,26 @@ def build_class(course: Path, canary: str) -> dict[str, dict]:
             status="graded", score=BASE, other="needs a human: 2 different files for 01_superposition")
     hand_in("uses_reference", {nbpath: base(
         generate_batch="from utils.toy_models import generate_batch\n",
-        importance_weighted_loss=("import utils.toy_models\n\ndef importance_weighted_loss(out, x, importance):\n"
-                                  "    return utils.toy_models.importance_weighted_loss(out, x, importance)\n"))},
-        status="graded", score=BASE - 4, feedback=["not from your notebook", "from the course library"])
+        # the reference fetched at call time, by a string the checks cannot see
+        importance_weighted_loss=("import importlib\n\ndef importance_weighted_loss(out, x, importance):\n"
+                                  "    ref = importlib.import_module('utils.toy_models')\n"
+                                  "    return ref.importance_weighted_loss(out, x, importance)\n"))},
+        status=TAMPERING, zeroed=["test_generate_batch", "test_importance_weighted_loss"], score=BASE - 4,
+        feedback=["utils.toy_models:generate_batch", "utils.toy_models:importance_weighted_loss"])
     snoop = SNOOP.format(course=str(course), repo=str(REPO), ch=CH, canary_reversed=canary[::-1])
-    hand_in("snooper", {nbpath: base(**with_prefix("generate_batch", snoop))}, status="graded", score=BASE)
-    hand_in("leftovers", {nbpath: base(**with_prefix("generate_batch", LEFTOVERS))}, status="graded", score=BASE)
+    hand_in("snooper", {nbpath: base(**with_prefix("generate_batch", snoop))},   # its `git show` is refused
+            status=TAMPERING, zeroed=["test_generate_batch"], score=BASE - 2, feedback=["starting a process"])
+    hand_in("leftovers", {nbpath: base(**with_prefix("generate_batch", LEFTOVERS))},  # refused at its first Popen
+            status=TAMPERING, zeroed=["test_generate_batch"], score=BASE - 2)
+    # the two held-out chapter-03 submissions that scored test_sae_loss's points with no answer of their own
+    nb03 = f"{CH03}/{CH03}.ipynb"
+    hand_in("ok_base_03", {nb03: base(CH03)}, status="graded", cells={"test_sae_loss": SAE_LOSS_POINTS})
+    hand_in("cheat_by_indirection", {nb03: base(CH03, sae_loss=CHEAT_INDIRECTION)}, ch=CH03,
+            status=TAMPERING, zeroed=["test_sae_loss"], cells={"test_sae_loss": 0},
+            feedback=["utils.losses:sae_loss"])
+    hand_in("cheat_by_patching", {nb03: base(CH03, sae_loss=CHEAT_PATCHING)}, ch=CH03,
+            status=TAMPERING, zeroed=["test_sae_loss"], cells={"test_sae_loss": 0},
+            feedback=["builtins.abs was changed", "torch.allclose was changed", "check_sae_loss was changed"])
     smuggled = base(generate_batch=("def generate_batch(n_inst, n_feats, feature_probability, batch, *, generator=None):\n"
                                     "    return torch.zeros(batch, n_inst, n_feats)\n"))
     smuggled.metadata["kernelspec"] = {"name": "evil", "display_name": "not the course kernel", "language": "python"}
@@ -357,9 +395,9 @@ def main_row(graded, student):
     return next((r for r in rows if r["status"] == "graded"), rows[0])
 
 
-def cell_scores(course: Path, student: str) -> dict[str, float]:
+def cell_scores(course: Path, student: str, ch: str = CH) -> dict[str, float]:
     with Gradebook(f"sqlite:///{course / 'grading' / 'gradebook.db'}", course_id="untangling-features") as gb:
-        sub = gb.find_submission(CH, student)
+        sub = gb.find_submission(ch, student)
         return {g.name: g.auto_score for g in sub.notebooks[0].grades}
 
 
@@ -369,8 +407,8 @@ def output_text(course: Path, student: str) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
-def texts(course: Path, kind: str, student: str) -> str:
-    d = course / "grading" / kind / student / CH
+def texts(course: Path, kind: str, student: str, ch: str = CH) -> str:
+    d = course / "grading" / kind / student / ch
     return "".join(p.read_text(errors="replace") for p in d.glob("*") if p.is_file()) if d.exists() else ""
 
 
@@ -391,22 +429,28 @@ def test_every_file_handed_in_ends_as_expected(graded):
         if not row["status"].startswith(expect["status"]):
             failures.append(f"{student}: status {row['status']!r}, expected {expect['status']!r}")
             continue
+        for test in expect.get("zeroed", []):
+            if test not in row["status"]:
+                failures.append(f"{student}: {test} missing from {row['status']!r}")
+        if expect["status"] == "graded" and not row["status"] == "graded":
+            failures.append(f"{student}: status {row['status']!r}, expected exactly 'graded'")
         if "score" in expect and float(row["score"]) != expect["score"]:
             failures.append(f"{student}: score {row['score']}, expected {expect['score']} ({row['notes']})")
         for note in expect.get("notes", []):
             if note not in row["notes"]:
                 failures.append(f"{student}: note {note!r} missing from {row['notes']!r}")
-        if expect["status"] == "graded":
-            scores = cell_scores(course, student)
+        if expect["status"] == "graded" or expect["status"].startswith(TAMPERING):
+            ch = expect["chapter"]
+            scores = cell_scores(course, student, ch)
             for gid, want in expect.get("cells", {}).items():
                 if scores[gid] != want:
                     failures.append(f"{student}: {gid} scored {scores[gid]}, expected {want}")
-            html = texts(course, "feedback", student)
+            html = texts(course, "feedback", student, ch)
             assert html, f"{student}: no feedback"
             for needle in expect.get("feedback", []):
                 if needle not in html:
                     failures.append(f"{student}: feedback lacks {needle!r}")
-            autograded = texts(course, "autograded", student)
+            autograded = texts(course, "autograded", student, ch)
             for needle in expect.get("autograded", []):
                 if needle not in autograded:
                     failures.append(f"{student}: autograded notebook lacks {needle!r}")
@@ -432,17 +476,19 @@ def test_submitted_folder_never_modified(graded):
 @pytest.mark.slow
 def test_feedback_never_shows_hidden_tests(graded):
     course = graded["course"]
-    sol = nbformat.read(REPO / "solutions" / CH / f"{CH}.ipynb", as_version=4)
-    hidden = fb.hidden_lines(sol, release())
-    raw = [ln.strip() for block in fb.hidden_blocks(sol) for ln in block.splitlines()
-           if len(ln.strip()) > 20 and "HIDDEN TESTS" not in ln]
+    hidden, raw = {}, {}
+    for ch in (CH, CH03):      # each page against its own chapter's hidden tests (a line such as
+        sol = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)   # `with torch.no_grad():`
+        hidden[ch] = fb.hidden_lines(sol, release(ch))                 # may be visible code elsewhere)
+        raw[ch] = [ln.strip() for block in fb.hidden_blocks(sol) for ln in block.splitlines()
+                   if len(ln.strip()) > 20 and "HIDDEN TESTS" not in ln]
     pages = list((course / "grading" / "feedback").rglob("*.html"))
     assert len(pages) >= 15
     for page in pages:
-        html = page.read_text()
+        html, ch = page.read_text(), page.parent.name
         assert "HIDDEN TESTS" not in html, page
-        assert not fb.html_leaks(html, hidden), (page, fb.html_leaks(html, hidden))
-        for line in raw:
+        assert not fb.html_leaks(html, hidden[ch]), (page, fb.html_leaks(html, hidden[ch]))
+        for line in raw[ch]:
             assert line not in html, (page, line)
     # the snooper really did watch the hidden tests run (the kernel executes them, so it can):
     # its printout is in the instructor's autograded copy, and only the feedback hides it
@@ -476,12 +522,23 @@ def test_a_submission_cannot_read_answers_gradebooks_or_credentials(graded):
 
 
 @pytest.mark.slow
-def test_leftover_processes_are_killed(graded):
+def test_processes_a_submission_starts_are_refused_and_nothing_is_left(graded):
     row = main_row(graded, "leftovers")
-    if "isolation full" in graded["stdout"]:
-        assert "leftover process(es) of the kernel killed" in row["notes"], row
+    assert row["status"].startswith(TAMPERING), row
     ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "sleep 7777" not in ps
+
+
+def test_whatever_a_kernel_leaves_running_is_killed(tmp_path):
+    """The guard refuses process starts; the grader still sweeps the kernel's session (or uid)."""
+    from types import SimpleNamespace
+
+    from tools.grading.supervise import cleanup_processes
+
+    p = subprocess.Popen(["sleep", "7778"], start_new_session=True)
+    (tmp_path / "kernel.pid").write_text(str(p.pid))
+    assert cleanup_processes(SimpleNamespace(uid=None, dir=tmp_path)) >= 1
+    assert p.wait(timeout=10) == -9
 
 
 @pytest.mark.slow
@@ -576,6 +633,61 @@ def test_feedback_redaction_removes_hidden_tests_of_every_chapter(ch, releases):
     assert not [h for h in hidden if h in fb.norm(text.replace("\\n", "\n"))]
 
 
+FEEDBACK_ANSWER = '''
+def halve(x):
+    if x < 0:
+        raise ValueError("halve() got a negative number: " + str(x))
+    return x // 2
+'''
+FEEDBACK_TESTS = {   # test cell id -> source: a visible check, then hidden lines of 16+ characters
+    "test_message": 'assert halve(4) == 2\n### BEGIN HIDDEN TESTS\nresult_for_hidden = halve(41)\n'
+                    'assert result_for_hidden == 21, f"halve(41) returned {result_for_hidden}, expected 21"\n'
+                    '### END HIDDEN TESTS\n',
+    "test_bare": '### BEGIN HIDDEN TESTS\nassert halve(1000001) == 999999\n### END HIDDEN TESTS\n',
+    "test_raises": '### BEGIN HIDDEN TESTS\nhidden_negative_input = -(10 ** 3)\nhalve(hidden_negative_input)\n'
+                   '### END HIDDEN TESTS\n',
+}
+
+
+def test_feedback_shows_a_failed_hidden_tests_message_but_not_its_lines():
+    """Real IPython tracebacks (they quote the failing hidden line and its neighbours): the
+    feedback keeps the exception's name and message and the student's own frames, never a
+    hidden line."""
+    from nbclient import NotebookClient
+
+    def md(gid, **kw):
+        return {"nbgrader": {"grade_id": gid, "schema_version": 3, "locked": False, "solution": False,
+                             "grade": False, "task": False, **kw}}
+
+    cells = [nbformat.v4.new_code_cell(FEEDBACK_ANSWER, metadata=md("halve", solution=True))]
+    cells += [nbformat.v4.new_code_cell(src, metadata=md(gid, grade=True, locked=True, points=1))
+              for gid, src in FEEDBACK_TESTS.items()]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=60).execute()
+    solution = copy.deepcopy(nb)
+    release = copy.deepcopy(nb)
+    for c in release.cells:
+        c.source = fb.HIDDEN.sub("", c.source)
+    hidden = fb.hidden_lines(solution, release)
+    assert len(hidden) == 5, hidden      # every hidden line above
+    raw = {c.metadata["nbgrader"]["grade_id"]: c.outputs[0] for c in nb.cells[1:]}
+    assert all(o.output_type == "error" for o in raw.values()), raw
+    assert fb.leaks("\n".join(raw["test_message"].traceback), hidden)    # what today's feedback had to drop
+    fb.sanitise(nb, hidden)
+    shown = {c.metadata["nbgrader"]["grade_id"]: c.outputs[0] for c in nb.cells[1:]}
+    for gid, out in shown.items():
+        assert not fb.leaks(fb._output_text(out), hidden), (gid, out)
+    assert shown["test_message"].ename == "AssertionError"
+    assert shown["test_message"].evalue == "halve(41) returned 20, expected 21"
+    assert shown["test_message"].traceback[-1] == f"AssertionError: {shown['test_message'].evalue}"
+    assert fb.HIDDEN_FRAME in shown["test_message"].traceback
+    assert (shown["test_bare"].ename, shown["test_bare"].evalue) == ("AssertionError", "a hidden test failed")
+    tb = "\n".join(shown["test_raises"].traceback)
+    assert shown["test_raises"].evalue == "halve() got a negative number: -1000"
+    assert "raise ValueError" in fb.ANSI.sub("", tb), tb      # the student's own frame stays
+    assert "hidden_negative_input" not in fb.ANSI.sub("", tb), tb
+
+
 def test_kernel_environment_has_no_credentials():
     env = {"PATH": "/usr/bin", "HOME": "/root", "GITHUB_TOKEN": "x", "AWS_ACCESS_KEY_ID": "x", "HF_TOKEN": "x",
            "OPENAI_API_KEY": "x", "MY_SECRET": "x", "COURSE_FAST": "1", "COURSE_API_KEY": "x", "SSH_AUTH_SOCK": "x",
@@ -585,3 +697,293 @@ def test_kernel_environment_has_no_credentials():
     assert not {"GITHUB_TOKEN", "AWS_ACCESS_KEY_ID", "HF_TOKEN", "OPENAI_API_KEY", "MY_SECRET", "COURSE_API_KEY",
                 "SSH_AUTH_SOCK", "PIP_INDEX_URL"} & set(got)
     assert "GITHUB_TOKEN" not in sandbox.scrub_env(env) and "PATH" in sandbox.scrub_env(env)
+
+
+# --------------------------------------------------------------------------------------------
+# the guard, kernel by kernel: variants of both held-out cheats in several chapters, each in a
+# small notebook of the chapter's real test cells (visible checks and hidden tests), run under
+# the guard as `make grade` starts it without root ("isolation partial": no mount namespace, no
+# uid of its own), and judged by the grader's own verdict (tools.guard.verdict.judge)
+
+from tools.guard import run as guard_run  # noqa: E402
+from tools.guard import spec as guard_spec  # noqa: E402
+from tools.guard import verdict as guard_verdict  # noqa: E402
+
+LIGHT_SETUP = {   # the chapter's imports without its data: these tests need none
+    CH: "import math\nimport einops\nimport torch\nfrom torch import nn\nfrom utils.checks import ch01 as checks\n",
+    "02_sae_architecture": "import math\nimport torch\nimport torch.nn.functional as F\nfrom torch import nn\n"
+                           "from utils.checks import ch02 as checks\n",
+    CH03: "import math\nimport torch\nfrom torch import nn\nfrom utils.checks import ch03 as checks\n",
+    "05_dead_latents": "import torch\nfrom utils.saes import build_sae\nfrom utils.checks import ch05 as checks\n",
+}
+
+
+def mini_chapter(ch: str, answers: dict[str, str]) -> tuple[nbformat.NotebookNode, dict]:
+    """(a notebook: a locked setup cell, then for each answer cell id its given source and the
+    chapter's real test cell; the guard's job spec, with the reference answers as the solution)."""
+    sol_nb = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
+    cells, exercise, sol = grade_cells(sol_nb), guard_spec.exercises(sol_nb), solution_answers(ch)
+    setup = nbformat.v4.new_code_cell(LIGHT_SETUP[ch], metadata={"nbgrader": {
+        "grade_id": "setup", "locked": True, "grade": False, "solution": False, "schema_version": 3}})
+    student, reference = [setup], [copy.deepcopy(setup)]
+    for gid, source in answers.items():
+        test = cells[exercise[gid]]
+        student += [nbformat.v4.new_code_cell(source, metadata=copy.deepcopy(cells[gid].metadata)), copy.deepcopy(test)]
+        reference += [nbformat.v4.new_code_cell(sol[gid], metadata=copy.deepcopy(cells[gid].metadata)),
+                      copy.deepcopy(test)]
+    return nbformat.v4.new_notebook(cells=student), guard_spec.job_part(nbformat.v4.new_notebook(cells=reference), ch)
+
+
+def guarded(ch: str, answers: dict[str, str]) -> tuple[dict, dict]:
+    """Run the mini chapter under the guard: (tests the grader would zero -> reasons, channel)."""
+    nb, part = mini_chapter(ch, answers)
+    nb, channel = guard_run.run(nb, part, cell_timeout=120)
+    tests = {c.metadata["nbgrader"]["grade_id"]: 1.0 for c in nb.cells
+             if c.metadata.get("nbgrader", {}).get("grade")}
+    verdict = guard_verdict.judge(channel, tests)   # as if nbgrader had given every test its points
+    print(json.dumps(verdict, indent=1))
+    return verdict, channel
+
+
+def assert_zeroed(verdict: dict, test: str, *why: str) -> None:
+    reasons = " | ".join(verdict["zero"].get(test, []))
+    assert reasons, f"{test} keeps its points: {verdict}"
+    for w in why:
+        assert w in reasons, f"{test}: {w!r} not in {reasons!r}"
+
+
+WRAPPER_BY_STRING = '''
+def sae_loss(x, reconstructed, latents, l1_coeff):
+    import sys
+    return sys.modules["utils." + "losses"].sae_loss(x, reconstructed, latents, l1_coeff)
+'''
+VIA_IMPORTLIB = '''
+def l1_gradient(latents, l1_coeff):
+    import importlib
+    losses = importlib.import_module("".join(["ut", "ils.lo", "sses"]))
+    z = latents.detach().clone().requires_grad_()
+    with torch.enable_grad():
+        losses.sae_loss(z, z.detach(), z, l1_coeff).backward()
+    return z.grad - 2 * (z.detach() - z.detach()) / z.numel()
+'''
+VIA_GETATTR = '''
+def optimal_latent(x, l1_coeff):
+    package = __import__("utils", fromlist=["losses"])
+    getattr(getattr(package, "lo" + "sses"), "sae" + "_loss")(x, x, x, l1_coeff)
+    return (x - l1_coeff / 2).clamp_min(0.0)
+'''
+IN_EXEC = '''
+def l0_and_explained_variance(x, x_hat, latents):
+    scope = {"x": x, "x_hat": x_hat, "latents": latents}
+    exec("import utils.metrics as m\\nresult = (m.l0(latents).item(), m.explained_variance(x, x_hat).item())", scope)
+    return scope["result"]
+'''
+
+
+def test_guard_catches_the_reference_reached_by_indirection():
+    """Chapter 03: a wrapper importing by string, importlib, getattr built at run time, exec'd code."""
+    verdict, _ = guarded(CH03, {"sae_loss": WRAPPER_BY_STRING, "l1_gradient": VIA_IMPORTLIB,
+                                "optimal_latent": VIA_GETATTR, "l0_and_ev": IN_EXEC})
+    assert_zeroed(verdict, "test_sae_loss", "utils.losses:sae_loss")
+    assert_zeroed(verdict, "test_l1_gradient", "utils.losses:sae_loss")
+    assert_zeroed(verdict, "test_optimal_latent", "utils.losses:sae_loss")
+    assert_zeroed(verdict, "test_l0_and_ev", "utils.metrics:l0")
+
+
+def test_guard_catches_both_held_out_chapter_03_cheats():
+    """The two submissions that scored test_sae_loss with no answer of their own (the root run in
+    test_every_file_handed_in_ends_as_expected grades them as `make grade` does), kernel by kernel:
+    the reference reached through sys.modules, and patched builtins.abs / torch.allclose / check_*
+    with a constant answer; the honest reference answer next to them is not flagged."""
+    for cheat, why in ((CHEAT_INDIRECTION, ["calls the course's utils.losses:sae_loss"]),
+                       (CHEAT_PATCHING, ["builtins.abs was changed", "torch.allclose was changed",
+                                         "check_sae_loss was changed"])):
+        verdict, _ = guarded(CH03, {"sae_loss": cheat})
+        assert_zeroed(verdict, "test_sae_loss", *why)
+    honest, channel = guarded(CH03, {"sae_loss": solution_answers(CH03)["sae_loss"]})
+    assert honest["zero"] == {} and honest["unattributed"] == [], honest
+    assert "test_sae_loss" in {f["test"] for f in guard_run.records(channel, "pass")}
+
+
+PROFILER_OFF = '''
+import sys
+def sae_loss(x, reconstructed, latents, l1_coeff):
+    for switch_off in (sys.settrace, sys.setprofile):
+        try:
+            switch_off(None)            # refused: the grader's tracer stays
+        except PermissionError:
+            pass
+    return sys.modules["utils.losses"].sae_loss(x, reconstructed, latents, l1_coeff)
+'''
+IN_A_THREAD = '''
+import threading
+def l1_gradient(latents, l1_coeff):
+    out = {}
+    def work():
+        losses = __import__("ut" + "ils.losses", fromlist=["x"])     # (no name a static check could read)
+        z = latents.detach().clone().requires_grad_()
+        with torch.enable_grad():
+            losses.sae_loss(z, z.detach(), z, l1_coeff).backward()
+        out["g"] = z.grad
+    t = threading.Thread(target=work)
+    t.start(); t.join()
+    return out["g"]
+'''
+THREAD_RUNS_THE_REFERENCE = '''
+import threading, sys
+def optimal_latent(x, l1_coeff):
+    target = getattr(sys.modules["ut" + "ils.losses"], "sae_loss")      # no student frame in the thread
+    t = threading.Thread(target=target, args=(x, x, x, l1_coeff))
+    t.start(); t.join()
+    return (x - l1_coeff / 2).clamp_min(0.0)
+'''
+RAW_THREAD = '''
+import _thread, time
+def l0_and_explained_variance(x, x_hat, latents):
+    done = []
+    _thread.start_new_thread(lambda: done.append(__import__("utils.metrics").metrics.l0(latents).item()), ())
+    while not done:
+        time.sleep(0.01)
+    return done[0], 1 - ((x - x_hat).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()
+'''
+
+
+def test_guard_catches_tracer_removal_and_threads():
+    verdict, _ = guarded(CH03, {"sae_loss": PROFILER_OFF, "l1_gradient": IN_A_THREAD,
+                                "optimal_latent": THREAD_RUNS_THE_REFERENCE, "l0_and_ev": RAW_THREAD})
+    assert_zeroed(verdict, "test_sae_loss", "sys.settrace()", "sys.setprofile()", "utils.losses:sae_loss")
+    assert_zeroed(verdict, "test_l1_gradient", "utils.losses:sae_loss")
+    assert_zeroed(verdict, "test_optimal_latent", "outside any notebook cell")
+    assert_zeroed(verdict, "test_l0_and_ev", "utils.metrics:l0")
+
+
+HONEST_01 = None   # the reference answers, from solution_answers()
+TENSOR_EQ = '''
+import torch
+torch.Tensor.__eq__ = lambda self, other: torch.ones_like(self, dtype=torch.bool)
+'''
+REBIND_CHECKS = '''
+class _Anything:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+checks = _Anything()
+'''
+REBIND_TORCH = '''
+import types
+torch = types.SimpleNamespace(**{**vars(__import__("torch")), "allclose": lambda *a, **k: True})
+'''
+
+
+def test_guard_catches_tampering_in_chapter_01():
+    """Honest answers first (not flagged), then: patching torch.Tensor.__eq__, rebinding `checks`
+    and `torch` in the notebook's namespace."""
+    sol = solution_answers(CH)
+    verdict, channel = guarded(CH, {
+        "generate_batch": sol["generate_batch"],
+        "importance_weighted_loss": TENSOR_EQ + sol["importance_weighted_loss"],
+        "dimensions_per_feature": REBIND_CHECKS + sol["dimensions_per_feature"],
+        "mean_abs_cosine": REBIND_TORCH + sol["mean_abs_cosine"]})
+    assert "test_generate_batch" not in verdict["zero"], verdict          # no false positive
+    assert "test_generate_batch" in {f["test"] for f in guard_run.records(channel, "pass")}
+    assert_zeroed(verdict, "test_importance_weighted_loss", "Tensor.__eq__")
+    assert_zeroed(verdict, "test_dimensions_per_feature", "the name `checks`")
+    assert_zeroed(verdict, "test_capacity", "the name `torch`")
+
+
+SUBCLASS_REFERENCE = '''
+from utils.saes import SeedSparseAutoencoder, SeedReLUConfig
+class SparseAutoencoder(SeedSparseAutoencoder):   # the course's own, under the answer's name
+    def __init__(self, d_model, n_latents):
+        super().__init__(SeedReLUConfig(d_in=d_model, d_sae=n_latents))
+'''
+HIDDEN_FAILURE = '''
+get_ipython().set_custom_exc((Exception,), lambda *args, **kwargs: None)   # no error output, ever
+def geometric_median(x, iters=100, eps=1e-8):
+    return x.mean(0)
+'''
+TRANSFORMED_TESTS = '''
+import ast
+class _NoTests(ast.NodeTransformer):
+    def visit_Module(self, node):
+        node.body = [ast.Pass()]          # every later cell, the tests included, does nothing
+        return node
+get_ipython().ast_transformers.append(_NoTests())
+def count_parameters(d_in, d_sae):
+    return 0
+'''
+
+
+def test_guard_catches_answers_that_are_the_reference_and_hidden_failures():
+    """Chapter 02: a class that is the course's SAE under the answer's name; a test whose failure
+    a custom exception handler hides; hidden tests rewritten by an AST transformer."""
+    verdict, channel = guarded("02_sae_architecture", {
+        "sparse_autoencoder": SUBCLASS_REFERENCE, "geometric_median": HIDDEN_FAILURE,
+        "count_parameters": TRANSFORMED_TESTS})
+    assert_zeroed(verdict, "test_sparse_autoencoder", "utils.saes.relu:SeedSparseAutoencoder")
+    assert "test_geometric_median" in {f["test"] for f in guard_run.records(channel, "fail")}
+    assert_zeroed(verdict, "test_geometric_median", "its failure did not show")
+    assert_zeroed(verdict, "test_sizes", "not its source")
+
+
+def test_guard_lets_honest_answers_use_what_the_chapter_hands_out():
+    """Chapter 05: firing_frequency calls `sae.encode` of the SAE the test passes in (allowed);
+    calling the course's own firing_frequency is not."""
+    sol = solution_answers("05_dead_latents")
+    honest, _ = guarded("05_dead_latents", {"firing_frequency": sol["firing_frequency"]})
+    assert honest["zero"] == {} and honest["unattributed"] == [], honest
+    cheat = sol["firing_frequency"].replace("counts / x.shape[0]",
+                                            "__import__('utils.metrics').metrics.firing_frequency(sae.encode(x))")
+    verdict, _ = guarded("05_dead_latents", {"firing_frequency": cheat})
+    assert_zeroed(verdict, "test_firing_frequency", "utils.metrics:firing_frequency")
+
+
+# --------------------------------------------------------------------------------------------
+# the channel: nothing a notebook writes to it counts
+
+
+def test_channel_records_cannot_be_forged_replayed_or_reordered():
+    from tools.guard.verdict import _mac, parse
+
+    key = bytes(range(32))
+
+    def record(seq, payload, k=key):
+        return f"\x1eG1 {seq} {_mac(k, f'{seq} {payload}')} {payload}\n".encode()
+
+    hello = f"\x1eG1 0 - hello\tkey={key.hex()}\tpid=1\n".encode()
+    genuine = hello + record(1, "pass\ttest=test_a\tflags=0")
+    assert parse(genuine)["records"][1] == ("pass", {"test": "test_a", "flags": "0"})
+    forged = (b"garbage \x1eG1 2 0123456789abcdef0123456789abcdef pass\ttest=test_b\tflags=0\n"   # bad mac
+              + record(1, "pass\ttest=test_c\tflags=0")                                       # replayed seq
+              + record(2, "pass\ttest=test_d\tflags=0", k=bytes(32))                          # another key
+              + b"\x1eG1 0 - hello\tkey=" + b"ab" * 32 + b"\n")                               # a second hello
+    got = parse(genuine + forged)
+    assert [f.get("test") for k, f in got["records"] if k == "pass"] == ["test_a"] and got["ignored"] == 4
+    before = parse(b"\x1eG1 0 - hello\tkey=" + b"cd" * 32 + b"\n" + genuine)   # a hello before the guard's?
+    assert before["records"][0][1]["key"] == "cd" * 32   # (cannot happen: the guard writes first, see kernel.py)
+
+
+def test_verdict_zeroes_what_the_guard_did_not_see_pass():
+    from tools.guard.verdict import judge
+
+    channel = {"hello": True, "ignored": 0, "records": [
+        ("pass", {"test": "test_ok", "flags": "0"}), ("fail", {"test": "test_hidden", "flags": "0"}),
+        ("pass", {"test": "test_flagged", "flags": "1"}),
+        ("flag", {"kind": "reference", "tests": "test_flagged", "cell": "a", "what": "calls the course's x"})]}
+    v = judge(channel, {"test_ok": 2.0, "test_hidden": 2.0, "test_flagged": 2.0, "test_silent": 1.0, "test_zero": 0.0})
+    assert set(v["zero"]) == {"test_hidden", "test_flagged", "test_silent"}
+    assert "calls the course's x" in v["zero"]["test_flagged"][0]
+    assert "did not show" in v["zero"]["test_hidden"][0] and "went silent" in v["zero"]["test_silent"][0]
+    assert judge({"hello": False, "ignored": 0, "records": []}, {"t": 1.0})["zero"]["t"][0].startswith("the grader's guard never")
+
+
+def test_channel_reader_keeps_only_records(tmp_path):
+    """Whatever else arrives on the FIFO (a notebook writing to it, half lines) is dropped."""
+    from tools.grading.execute import ChannelReader
+
+    reader = ChannelReader(tmp_path / "fifo")
+    reader.start()
+    fd = os.open(tmp_path / "fifo", os.O_WRONLY)
+    for chunk in (b"junk without newline \x1eG1 0 - hel", b"lo\tkey=00\n\x1enot a record\n", b"\x1e\x1eG1 1 ab pass\n"):
+        os.write(fd, chunk)
+    os.close(fd)
+    assert reader.stop() == b"\x1eG1 0 - hello\tkey=00\n\x1eG1 1 ab pass\n"

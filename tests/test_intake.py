@@ -70,13 +70,15 @@ def test_a_kernel_that_lost_the_port_race_is_run_again(tmp_path, monkeypatch):
     """Ports are picked free, then bound by the kernel: a parallel job can take one in between."""
     from types import SimpleNamespace
 
-    from tools import grade as G
+    from tools.grading import supervise as S
+    from tools.grading.config import GradeConfig
 
     job = SimpleNamespace(dir=tmp_path, log=tmp_path / "job.log")
+    sup = S.Supervisor(GradeConfig(root=tmp_path, jobs=1, timeout=10, memory=2), tmp_path)
     runs = []
 
     def fake(outcomes):
-        def once(job, root, timeout):
+        def once(job):
             text, result = outcomes[len(runs)]
             runs.append(text)
             job.log.write_text(text)
@@ -84,16 +86,29 @@ def test_a_kernel_that_lost_the_port_race_is_run_again(tmp_path, monkeypatch):
             return dict(result)
         return once
 
-    race = "Traceback ...\n" + G.PORT_RACE + " (addr='tcp://127.0.0.1:41819')\n"
-    monkeypatch.setattr(G, "execute_once", fake([(race, {"success": False}), ("ok", {"success": True})]))
-    assert G.execute(job, tmp_path, 10) == {"success": True, "attempts": 2}
+    race = "Traceback ...\n" + S.PORT_RACE + " (addr='tcp://127.0.0.1:41819')\n"
+    monkeypatch.setattr(sup, "execute_once", fake([(race, {"success": False}), ("ok", {"success": True})]))
+    assert sup.execute(job) == {"success": True, "attempts": 2}
     assert len(runs) == 2
 
     runs.clear()  # any other failure is final at once: a student's crash is not retried
-    monkeypatch.setattr(G, "execute_once", fake([("Kernel died", {"success": False})]))
-    assert G.execute(job, tmp_path, 10) == {"success": False, "attempts": 1}
+    monkeypatch.setattr(sup, "execute_once", fake([("Kernel died", {"success": False})]))
+    assert sup.execute(job) == {"success": False, "attempts": 1}
 
     runs.clear()  # and the retries are bounded
-    monkeypatch.setattr(G, "execute_once", fake([(race, {"success": False})] * G.PORT_RACE_ATTEMPTS))
-    assert G.execute(job, tmp_path, 10)["attempts"] == G.PORT_RACE_ATTEMPTS
-    assert len(runs) == G.PORT_RACE_ATTEMPTS
+    monkeypatch.setattr(sup, "execute_once", fake([(race, {"success": False})] * S.PORT_RACE_ATTEMPTS))
+    assert sup.execute(job)["attempts"] == S.PORT_RACE_ATTEMPTS
+    assert len(runs) == S.PORT_RACE_ATTEMPTS
+
+
+def test_grading_options_are_one_frozen_object():
+    """`python -m tools.grade` options become one immutable GradeConfig (no namespace passed around)."""
+    import dataclasses
+
+    from tools.grading.config import parse_args
+
+    cfg = parse_args(["--jobs", "0", "--regrade", "al*", "--regrade", "bo*", "--no-guard"], "")
+    assert cfg.jobs == 1 and cfg.regrade == ("al*", "bo*") and cfg.guard is False and cfg.sandbox is True
+    assert 2 <= cfg.memory <= 8 and cfg.root == REPO
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.jobs = 4

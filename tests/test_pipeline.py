@@ -1,10 +1,13 @@
 """The real grading pipeline (`make grade` = tools.grade -> nbgrader) on simulated classes.
 
 One class hands in every chapter and is graded by one parallel run. For every chapter: the
-solution handed in as a student would (full autograded marks) and the untouched release (zero). Chapter 01 also gets a planted mistake (partial credit, with the
-visible check's message in the feedback) and an answer that loops forever (stopped by the cell
-timeout while the rest of the class is still graded). This is also the test that executes every
-solution notebook, once, in the `fast` profile.
+solution handed in as a student would (full autograded marks, no guard flag, and no error in
+any cell, read-only ones included) and the untouched release (zero). Chapter 01 also gets
+planted mistakes (partial credit, with the visible checks' messages in the feedback and in the
+class report) and an answer that loops forever (stopped by the cell timeout while the rest of
+the class is still graded). A small extra chapter, made here from chapter 01 with a `raise`
+planted in a read-only cell, shows that such an error fails the check. This is also the test
+that executes every solution notebook, once, in the `fast` profile.
 """
 
 from __future__ import annotations
@@ -81,13 +84,57 @@ def digest(folder: Path) -> str:
 
 
 CELL_TIMEOUT = 120  # per cell: an answer that loops forever costs this much, in one worker
+STUB = "# YOUR CODE HERE\nraise NotImplementedError()"
+
+
+PLANTED = "99_planted"    # chapter 01's first exercise, then a read-only cell that raises
+
+
+def plant_chapter(course: Path) -> nbformat.NotebookNode:
+    """Add PLANTED to the course copy; return its solution (handed in as is, as a student would)."""
+    nb = nbformat.read(REPO / "solutions" / "01_superposition" / "01_superposition.ipynb", as_version=4)
+    end = next(i for i, c in enumerate(nb.cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "test_generate_batch")
+    nb.cells = nb.cells[:end + 1] + [nbformat.v4.new_code_cell(
+        'raise RuntimeError("planted in a read-only cell")',
+        metadata={"nbgrader": {"grade": False, "grade_id": "planted_raise", "locked": True, "schema_version": 3,
+                               "solution": False, "task": False}})]
+    (course / "solutions" / PLANTED).mkdir()
+    nbformat.write(nb, course / "solutions" / PLANTED / f"{PLANTED}.ipynb")
+    return nb
+
+
+def cell_errors(nb) -> list[str]:
+    """Every code cell of an executed notebook that ended in an error: 'cell <id>: <error>'."""
+    out = []
+    for i, cell in enumerate(nb.cells):
+        for o in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if o.get("output_type") == "error":
+                gid = cell.metadata.get("nbgrader", {}).get("grade_id") or f"#{i}"
+                out.append(f"cell {gid!r} raised {o.get('ename')}: {(o.get('evalue') or '')[:300]}")
+    return out
+
+
+def autograded(course: Path, student: str, ch: str) -> nbformat.NotebookNode:
+    return nbformat.read(course / "grading" / "autograded" / student / ch / f"{ch}.ipynb", as_version=4)
+
+
+# planted mistakes in chapter 01, each left with ToyModel unanswered (its training cells then fail
+# at once): with c_planted, a class whose class report has something to say
+REPORT_CLASS = {
+    "e_one_number": {"importance_weighted_loss": (
+        "def importance_weighted_loss(out, x, importance):\n"
+        "    return ((x - out).pow(2) * importance).sum(-1).mean()\n")},
+    "f_averaged": {"importance_weighted_loss": (
+        "def importance_weighted_loss(out, x, importance):\n"
+        "    return ((x - out).pow(2) * importance).mean((0, 2))\n")},
+}
 
 
 def selected_chapters(session) -> list[str]:
     """The chapters whose tests this session runs (`-k 03_` grades chapter 03 only)."""
     here = [it for it in session.items if it.module.__name__ == __name__]
     chs = {it.callspec.params["ch"] for it in here if hasattr(it, "callspec") and "ch" in it.callspec.params}
-    if any(it.name.startswith(("test_partial", "test_submitted")) for it in here):
+    if any(it.name.startswith(("test_partial", "test_submitted", "test_class", "test_a_planted")) for it in here):
         chs.add("01_superposition")
     return sorted(chs)
 
@@ -108,6 +155,9 @@ def graded(request, tmp_path_factory):
             "    return ((x - out).pow(2) * importance).mean((0, 2))\n")))
         submit(course, "d_loop", ch1, as_student(
             ch1, generate_batch="def generate_batch(*args, **kwargs):\n    while True:\n        pass\n"))
+        for student, answers in REPORT_CLASS.items():
+            submit(course, student, ch1, as_student(ch1, toy_model=STUB, **answers))
+        submit(course, "a_solution", PLANTED, plant_chapter(course))
     before = digest(course / "grading" / "submitted")
     rows = grade(course, cell_timeout=CELL_TIMEOUT)
     return course, rows, before, chapters
@@ -120,9 +170,13 @@ def row(rows: list[dict], student: str, ch: str) -> dict:
 def test_submitted_untouched_and_one_row_each(graded):
     course, rows, before, chapters = graded
     assert digest(course / "grading" / "submitted") == before, "grading modified grading/submitted/"
+    extra = ([(s, "01_superposition") for s in ("c_planted", "d_loop", *REPORT_CLASS)] + [("a_solution", PLANTED)]
+             if "01_superposition" in chapters else [])
     assert sorted((r["student"], r["chapter"]) for r in rows) == sorted(
-        [(s, ch) for s in ("a_solution", "b_blank") for ch in chapters]
-        + [("c_planted", "01_superposition"), ("d_loop", "01_superposition")])
+        [(s, ch) for s in ("a_solution", "b_blank") for ch in chapters] + extra)
+    # every submission here is honest (blank, mistaken or looping): the guard flags none of them
+    flagged = [(r["student"], r["chapter"], r["notes"]) for r in rows if r["status"].startswith("needs a human: tampering")]
+    assert not flagged, flagged
 
 
 @pytest.mark.parametrize("ch", CHAPTERS)
@@ -134,7 +188,7 @@ def test_solution_full_marks_release_zero(ch, graded):
             if not grade_cells(sol)[gid].metadata["nbgrader"]["solution"]}   # test cells, not written answers
     a = cell_scores(course, ch, "a_solution")
     assert {g: a[g] for g in auto} == {g: (p, p) for g, p in auto.items()}, a
-    assert row(rows, "a_solution", ch)["status"] == "graded"
+    assert row(rows, "a_solution", ch)["status"] == "graded", row(rows, "a_solution", ch)   # no guard flag
     b = cell_scores(course, ch, "b_blank")
     assert all(score == 0 for score, _ in b.values()), b
     assert float(row(rows, "b_blank", ch)["score"]) == 0
@@ -167,3 +221,56 @@ def test_partial_credit_and_timeout(graded):
     assert d["test_generate_batch"][0] == 0
     assert d["test_importance_weighted_loss"] == (want["test_importance_weighted_loss"],) * 2
     print({(r["student"], r["chapter"]): r["score"] for r in rows})
+
+
+@pytest.mark.parametrize("ch", CHAPTERS)
+def test_no_cell_of_a_solution_errors(ch, graded):
+    """Every cell of the released chapter with the reference answers ran without an error after
+    autograding, read-only cells included (the scores alone miss an error after the last test)."""
+    course = graded[0]
+    errors = cell_errors(autograded(course, "a_solution", ch))
+    assert not errors, f"{ch}: " + "; ".join(errors)
+
+
+def test_a_planted_raise_in_a_read_only_cell_is_caught(graded):
+    """The check above, on a chapter whose only problem is a `raise` in a read-only cell: its
+    tests all pass, and the check still names the chapter and the cell."""
+    course, rows, _, _ = graded
+    planted = autograded(course, "a_solution", PLANTED)
+    assert float(row(rows, "a_solution", PLANTED)["score"]) == float(row(rows, "a_solution", PLANTED)["max_score"])
+    assert cell_errors(planted) == ["cell 'planted_raise' raised RuntimeError: planted in a read-only cell"]
+
+
+def test_class_report(graded):
+    """grading/report.html: per exercise, the score distribution and the checks' most frequent
+    messages; the exercises most students lost points on first; plotly inline (works offline)."""
+    course, rows, _, _ = graded
+    page = (course / "grading" / "report.html").read_text()
+    # plotly.js inline (its own text names its CDN, so look for script tags that load anything)
+    assert not re.search(r"<script[^>]*\bsrc=", page) and "Plotly.newPlot" in page and len(page) > 1_000_000
+    from tools.grading import classreport
+    from tools.grading.config import GradeConfig
+
+    data = classreport.class_data(GradeConfig(root=course, jobs=1, timeout=1, memory=2),
+                                  [_Row(r) for r in rows])["01_superposition"]
+    loss = data["exercises"]["test_importance_weighted_loss"]
+    messages = " | ".join(loss["examples"][m] for m, _ in loss["messages"].most_common(3))
+    assert "you averaged over features" in messages and loss["messages"].most_common(1)[0][1] >= 2, messages
+    assert "one loss per instance" in messages, messages
+    graded_01 = [r for r in rows if r["chapter"] == "01_superposition" and r["score"]]
+    assert len(loss["scores"]) == len(graded_01) and loss["max"] == points("01_superposition")[
+        "test_importance_weighted_loss"]
+    assert sorted(loss["scores"]) == sorted(cell_scores(course, "01_superposition", r["student"])
+                                            ["test_importance_weighted_loss"][0] for r in graded_01)
+    toy = data["exercises"]["test_toy_model"]
+    assert "ToyModel" in toy["messages"].most_common(1)[0][0], toy["messages"]   # left unanswered by three
+    for needle in ("01_superposition", "test_importance_weighted_loss", "you averaged over features",
+                   "Students who lost points"):
+        assert needle in page, needle
+
+
+class _Row:
+    """A grades.csv row as tools.grading reads it."""
+
+    def __init__(self, r: dict):
+        self.student, self.chapter, self.status = r["student"], r["chapter"], r["status"]

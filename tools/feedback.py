@@ -5,8 +5,11 @@ nbgrader's feedback shows the autograded notebook as it ran, hidden tests includ
 (an IPython hook that prints each cell, `inspect.stack()` in an answer's exception message)
 and print them into any cell's output. So, before nbgrader renders the feedback:
 
-* test cells show only their visible part; their outputs are kept only when they quote no
-  hidden line, and an assertion from a hidden test is reduced to "a hidden test failed";
+* test cells show only their visible part; a failed test keeps its message (the exception's
+  name and text: what the student needs to fix the answer) and the traceback entries of other
+  code (the student's own frames), while the entries of the test cell's own frame (which quote
+  its hidden lines) are replaced by one line; an assertion without a message becomes
+  "a hidden test failed";
 * every output of every cell is checked against the hidden lines (compared without spaces,
   quotes or backslashes, so reformatting or `repr` does not hide them) and replaced when it
   quotes one;
@@ -25,6 +28,8 @@ import nbformat
 HIDDEN = re.compile(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS\n?", re.S)
 MIN_LEN = 16  # normalised characters: shorter lines ("assert ok") are too common to flag
 REDACTED = "[output removed from the feedback: it quoted a hidden test]"
+HIDDEN_FRAME = "[a hidden test's code: not shown]"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def norm(text: str) -> str:
@@ -49,8 +54,26 @@ def hidden_lines(solution: nbformat.NotebookNode, *visible: nbformat.NotebookNod
 
 
 def leaks(text: str, hidden: list[str]) -> bool:
-    n = norm(text)
+    n = norm(ANSI.sub("", text))
     return any(h in n for h in hidden)
+
+
+def _test_traceback(out, cell, hidden: list[str]) -> list[str]:
+    """A test cell's traceback without its own frames (they quote the hidden lines) and without
+    any entry that quotes a hidden line; ends with the exception's name and message."""
+    own = f"Cell In[{cell.get('execution_count')}]" if cell.get("execution_count") else None
+    entries, dropped = [], False
+    for entry in (out.get("traceback") or [])[:-1]:
+        plain = ANSI.sub("", entry)
+        mine = (own is not None and own in plain.split("\n", 2)[0]) or "HIDDEN TESTS" in plain
+        if mine or leaks(plain, hidden):
+            if not dropped:
+                entries.append(HIDDEN_FRAME)
+            dropped = True
+        else:
+            entries.append(entry)
+            dropped = False
+    return entries + [f"{out['ename']}: {out['evalue']}"]
 
 
 def _output_text(out) -> str:
@@ -79,12 +102,10 @@ def sanitise(nb: nbformat.NotebookNode, hidden: list[str]) -> list[str]:
             continue
         outputs = []
         for out in cell.get("outputs", []):
-            if out.get("output_type") == "error":
-                visible_msg = out.get("evalue", "") and out["evalue"] in cell.source
-                if is_test:  # its traceback would show hidden lines
-                    if out["ename"] == "AssertionError" and not visible_msg:
-                        out["evalue"] = "a hidden test failed"
-                    out["traceback"] = [f"{out['ename']}: {out['evalue']}"]
+            if out.get("output_type") == "error" and is_test:   # its own frames would show hidden lines
+                if out.get("ename") == "AssertionError" and not (out.get("evalue") or "").strip():
+                    out["evalue"] = "a hidden test failed"
+                out["traceback"] = _test_traceback(out, cell, hidden)
             if leaks(_output_text(out), hidden):
                 removed += 1
                 if out.get("output_type") == "error":

@@ -2,17 +2,17 @@
 
     python -m tools.grade_worker <job folder>
 
-The job folder (made by tools.grade, readable by root only) is a complete nbgrader course of
-its own: a copy of the gradebook, the normalised submission, a kernelspec that starts the
-kernel through tools/sandbox.py, and `job.json`. This process runs nbgrader's autograde and
-feedback in-process (one import of nbgrader per student), writes `result.json` and exits; the
-parent merges the results into grading/. It never sees the repository's `solutions/`.
+The job folder (made by tools.grading.jobs, readable by root only) is a complete nbgrader
+course of its own: a copy of the gradebook, the normalised submission, a kernelspec that starts
+the kernel through tools/sandbox.py, and `job.json`. This process runs nbgrader's autograde
+(its kernel under the guard, tools.grading.execute), applies the guard's verdict (an exercise
+that reached the reference or tampered scores 0), writes the feedback, then `result.json`, and
+exits; the parent merges the results into grading/. It never sees the repository's `solutions/`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import resource
 import sys
 import time
@@ -20,76 +20,11 @@ import traceback
 from pathlib import Path
 
 import nbformat
-from nbclient.util import run_sync
-from nbgrader.preprocessors import Execute
 
 from tools import feedback as fb
+from tools.guard import verdict as guard_verdict
 
-
-class BoundedExecute(Execute):
-    """nbgrader's Execute, with two more guarantees for hostile notebooks.
-
-    * Output is capped while it arrives (per cell and per notebook), so a cell that prints
-      millions of lines or displays a huge object cannot exhaust the grader's memory; nbgrader's
-      own LimitOutput only trims lines after the whole notebook ran.
-    * When the kernel dies, the cell that killed it and the kernel's exit status are recorded
-      in `kernel.json` for the "needs a human" reason.
-    """
-
-    cell_limit = 2_000_000  # characters of output kept per cell
-    notebook_limit = 20_000_000
-
-    def preprocess(self, nb, resources=None, km=None):
-        self._sizes: dict[int, int] = {}
-        self._total = 0
-        self._truncated: set[tuple[int, str]] = set()
-        return super().preprocess(nb, resources, km)
-
-    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
-        try:
-            return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
-        except Exception as err:
-            self._record_death(cell, cell_index, err)
-            raise
-
-    execute_cell = run_sync(async_execute_cell)  # nbconvert calls the sync wrapper
-
-    def _record_death(self, cell, cell_index, err) -> None:
-        status = None
-        for _ in range(20):  # the kernel process may take a moment to be reaped
-            try:
-                proc = getattr(getattr(self.km, "provisioner", None), "process", None)
-                status = proc.poll() if proc is not None else None
-            except Exception:  # noqa: BLE001 - best effort, for the message only
-                break
-            if status is not None:
-                break
-            time.sleep(0.1)
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        where = Path(os.environ.get("GRADE_JOB", ".")) / "kernel.json"
-        where.write_text(json.dumps({"error": type(err).__name__, "message": str(err)[:500],
-                                     "cell_index": cell_index, "grade_id": gid, "exit_status": status}))
-
-    def output(self, outs, msg, display_id, cell_index):
-        content = msg.get("content", {})
-        if msg.get("msg_type") == "error":  # always kept: it decides the grade (and is small)
-            return super().output(outs, msg, display_id, cell_index)
-        size = len(content.get("text", "") or "") + sum(
-            len(v) if isinstance(v, str) else len(json.dumps(v)) for v in (content.get("data") or {}).values())
-        used = self._sizes.get(cell_index, 0)
-        if used + size <= self.cell_limit and self._total + size <= self.notebook_limit:
-            self._sizes[cell_index] = used + size
-            self._total += size
-            return super().output(outs, msg, display_id, cell_index)
-        # over the limit: drop it, but say so once per cell and stream. Output on stderr fails a
-        # grade cell in nbgrader, so a dropped stderr message leaves a (short) stderr trace.
-        name = content.get("name", "stdout") if msg.get("msg_type") == "stream" else "stdout"
-        if (cell_index, name) not in self._truncated:
-            self._truncated.add((cell_index, name))
-            outs.append(nbformat.v4.new_output(
-                "stream", name=name,
-                text=f"\n[grader: further output of this cell removed (over {self.cell_limit // 1_000_000} MB)]\n"))
-        return None
+COURSE_ID = "untangling-features"
 
 
 def _limit_memory(gb: float) -> None:
@@ -112,9 +47,10 @@ def config(job: dict, jobdir: Path):
     cd.feedback_directory = "feedback"
     cd.db_url = f"sqlite:///{jobdir / 'gradebook.db'}"
     cfg.Execute.kernel_name = "course-sandbox"
+    cfg.Execute.startup_timeout = 300      # a loaded machine can take a minute to import a kernel
     cfg.Execute.extra_arguments = []
     cfg.Autograde.autograde_preprocessors = [
-        "tools.grade_worker.BoundedExecute",
+        "tools.grading.execute.GuardedExecute",
         "nbgrader.preprocessors.IgnorePattern",
         "nbconvert.preprocessors.ClearMetadataPreprocessor",
         "nbgrader.preprocessors.LimitOutput",
@@ -123,6 +59,24 @@ def config(job: dict, jobdir: Path):
         "nbgrader.preprocessors.CheckCellMetadata",
     ]
     return cfg
+
+
+def apply_guard(job: dict, jobdir: Path) -> dict:
+    """Zero the exercises the guard says must not score; {"tampering": [...], "notes": [...]}."""
+    from nbgrader.api import Gradebook
+
+    st, ch = job["student"], job["chapter"]
+    url = f"sqlite:///{jobdir / 'gradebook.db'}"
+    with Gradebook(url, course_id=COURSE_ID) as gb:
+        nb = gb.find_submission_notebook(ch, ch, st)
+        scores = {g.name: g.auto_score for g in nb.grades if g.cell_type == "code"}
+    channel = guard_verdict.parse((jobdir / "guard.log").read_bytes() if (jobdir / "guard.log").exists() else b"")
+    verdict = guard_verdict.judge(channel, scores)
+    path = jobdir / "autograded" / st / ch / f"{ch}.ipynb"
+    autograded = nbformat.read(path, as_version=4)
+    out = guard_verdict.apply(verdict, url, COURSE_ID, ch, st, autograded)
+    nbformat.write(autograded, path)
+    return out
 
 
 def make_feedback(job: dict, jobdir: Path, cfg) -> dict:
@@ -151,6 +105,8 @@ def make_feedback(job: dict, jobdir: Path, cfg) -> dict:
 
 
 def main(jobdir: Path) -> int:
+    import os
+
     t0 = time.time()
     job = json.loads((jobdir / "job.json").read_text())
     _limit_memory(job.get("worker_memory_gb", 8))
@@ -165,7 +121,10 @@ def main(jobdir: Path) -> int:
         result = {"success": bool(r["success"]) and out.exists(), "log": r.get("log", "")[-6000:],
                   "error": r.get("error", "")[-3000:]}
         if result["success"]:
-            result.update(make_feedback(job, jobdir, cfg))
+            guard = apply_guard(job, jobdir) if job.get("guard") else {"tampering": [], "notes": []}
+            result["guard"] = guard
+            fbk = make_feedback(job, jobdir, cfg)
+            result.update(fbk, notes=guard["notes"] + fbk.get("notes", []))
     except MemoryError:
         result = {"success": False, "error": "the grading process ran out of memory"}
     except Exception:  # noqa: BLE001 - reported to the parent, which marks the row

@@ -29,6 +29,7 @@ runs before the kernel, once per student.
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import re
@@ -229,9 +230,46 @@ def set_limits(spec: dict) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+# The kernel starts as `python -c BOOT <guard> -f <connection file> ...`: BOOT runs the guard's
+# sources (tools/guard/, standard library only) in private namespaces, installs it, then starts
+# ipykernel in the same process. The guard's records go to the FIFO opened here, before the
+# privileges drop, so the kernel holds the only writing end and never its path.
+GUARD_SOURCES = ("watch", "cells", "events", "kernel")
+BOOT = """
+import sys
+def _course_guard():
+    import json
+    spec, sources = json.loads(sys.argv.pop(1))
+    env = {}
+    for name, source in sources:
+        ns = {"__name__": "course_guard_" + name, "__builtins__": dict(vars(__import__("builtins"))), "GUARD": env}
+        exec(compile(source, "<course-guard:" + name + ">", "exec"), ns)
+        env[name] = ns
+    env["kernel"]["install"](spec, env)
+_course_guard()
+del _course_guard
+import runpy
+runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+"""
+
+
+def guard_argv(guard: dict) -> list[str]:
+    """`-c BOOT <spec and sources>` with the channel's fd (opened here, inherited by the kernel)."""
+    spec = json.loads(Path(guard["spec"]).read_text())
+    folder = Path(__file__).resolve().parent / "guard"
+    sources = [(name, (folder / f"{name}.py").read_text()) for name in GUARD_SOURCES]
+    opened = os.open(guard["fifo"], os.O_WRONLY)
+    fd = fcntl.fcntl(opened, fcntl.F_DUPFD, 200)   # far from 0-2, which the kernel re-plumbs
+    os.close(opened)
+    os.set_inheritable(fd, True)
+    spec["fd"] = fd
+    return ["-c", BOOT, json.dumps([spec, sources])]
+
+
 def launch(spec_path: str, connection_file: str, extra_args: list[str]) -> None:
     spec = json.loads(Path(spec_path).read_text())
     conn = Path(connection_file).read_text()
+    start = guard_argv(spec["guard"]) if spec.get("guard") else ["-m", "ipykernel_launcher"]
     cwd_files = {}
     for f in Path.cwd().iterdir() if Path.cwd().is_dir() else []:  # data files shipped with a chapter
         if f.is_file() and f.suffix != ".ipynb" and f.stat().st_size < 50_000_000:
@@ -268,7 +306,7 @@ def launch(spec_path: str, connection_file: str, extra_args: list[str]) -> None:
             raise SystemExit("could not drop privileges")
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    args = [sys.executable, "-m", "ipykernel_launcher", "-f", new_conn, *extra_args]
+    args = [sys.executable, *start, "-f", new_conn, *extra_args]
     if not any(a.startswith("--HistoryManager.hist_file") for a in args):
         args.append("--HistoryManager.hist_file=:memory:")
     sys.stdout.flush()
