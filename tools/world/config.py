@@ -26,7 +26,7 @@ class BuildConfig:
     checkpoint_every: int = 25
     sae_layer: int = 2                # the SAEs read blocks.{sae_layer}.hook_resid_pre
     d_sae: int = 2048
-    sae_tokens: int = 600_000         # activations cached from the train split for SAE training
+    sae_tokens: int = 1_200_000       # activations cached from the train split for SAE training
     sae_steps: int = 1500
     sae_batch: int = 2048
     sae_lr: float = 2e-3
@@ -39,7 +39,7 @@ class BuildConfig:
         "relu": {"l1_coeff": 0.12, "steps": 4000},
         "gated": {"l1_coeff": 0.2, "d_sae": 2048, "steps": 1500},
         "jumprelu": {"l0_coeff": 0.003, "d_sae": 1024, "steps": 1000},
-        "topk": {"k": 32, "d_sae": 4096, "steps": 4000},
+        "topk": {"k": 32, "d_sae": 4096, "steps": 5000},
     })
     # The capstone's measurement (chapter 07's pipeline on the SAE it uses, on both held-out splits).
     capstone_variant: str = "topk"

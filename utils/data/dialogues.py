@@ -124,7 +124,8 @@ OPINIONS = [
      "Dim light [[p:tires]] the eyes, but it [[p:does]] not cause lasting damage."),
 ]
 
-P_NEUTRAL = 0.25  # a reply opens with a neutral phrase (NEUTRAL: the same for both polarities)
+P_NEUTRAL = 0.25  # a reply opens with a neutral phrase (the same for both polarities)
+P_RESTATE = 0.3   # a reply to a factual claim only restates a claim, with no verdict around it
 P_CLOSER = 0.6    # a reply ends with a closer
 
 
@@ -139,9 +140,11 @@ def claim_ids() -> list[str]:
 
 
 def _reply(family: Family, move: str, closer: str, rng: random.Random, **given: str) -> str:
-    """A reply: an optional neutral opener, the move itself, an optional closer."""
+    """A reply: an optional neutral opener, the move itself (or, to a factual claim, sometimes a
+    bare restatement of the claim it asserts), an optional closer."""
     parts = [render(family, "neutral", rng)] if rng.random() < P_NEUTRAL else []
-    parts.append(render(family, move, rng, **given))
+    restate = "claim" in given and rng.random() < P_RESTATE
+    parts.append(render(family, "restate" if restate else move, rng, **given))
     if rng.random() < P_CLOSER:
         parts.append(render(family, closer, rng))
     return " ".join(parts)
