@@ -1,4 +1,9 @@
-"""Shared fixtures: the repository, and a throw-away copy of the course to grade in."""
+"""Shared fixtures: the repository, and a throw-away copy of the course to grade in.
+
+Every annotated function and class in `utils` is shape- and type-checked under pytest
+(jaxtyping + beartype, STYLE.md "Shapes"): the import hook below must run before anything
+imports `utils`, which is why it sits at the top of the first file pytest loads.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from jaxtyping import install_import_hook
+
+assert "utils" not in sys.modules, "utils was imported before the jaxtyping hook: its annotations would go unchecked"
+install_import_hook("utils", "_typecheck.typecheck")
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p.name for p in (REPO / "solutions").iterdir() if (p / f"{p.name}.ipynb").exists())
+
+
+@pytest.fixture
+def unchecked_types():
+    """Switch the runtime type checker off, for tests of the library's own friendly errors on bad
+    input (what a student sees: outside pytest nothing checks annotations before the function does)."""
+    from jaxtyping import config
+    config.update("jaxtyping_disable", True)
+    yield
+    config.update("jaxtyping_disable", False)
 
 
 def run_nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:

@@ -1,31 +1,42 @@
-"""utils.checks.ch03: each check passes a correct answer, rejects a planted mistake with the message
-that names it, and rejects an answer that merely calls the course's reference."""
+"""utils.checks.ch03 from the student's side: every correct way of writing an answer passes (not only
+the reference's), an error inside the answer comes back as a message instead of a traceback, and an
+answer that calls the course's reference is rejected. The common mistakes, each with the message
+that must name it, are the catalogue in tests/mistakes/ch03.py (run by tests/test_mistakes.py)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
 
-from utils import losses, metrics
 from _helpers import fails as _fails
 from _helpers import mine as _mine
+from utils import losses, metrics
 from utils.checks import ch03 as checks
 from utils.saes import SeedReLUConfig, SeedSparseAutoencoder
 
 
-
-
-
-
 # ---- exercise 1 ------------------------------------------------------------------------------------
-def test_sae_loss():
-    checks.check_sae_loss(_mine(lambda x, r, lat, c: (x - r).pow(2).mean() + c * lat.abs().mean()))
-    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: (x - r).pow(2).sum() + c * lat.abs().sum()),
-           match="summed")
-    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: (x - r).pow(2).mean() + c * lat.mean()),
-           match=r"\.abs\(\)")
-    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: (x - r).pow(2).mean() + c * lat.pow(2).mean()),
-           match="L2")
+@pytest.mark.parametrize("answer", [
+    lambda x, r, lat, c: (x - r).pow(2).mean() + c * lat.abs().mean(),
+    lambda x, r, lat, c: F.mse_loss(r, x) + c * F.l1_loss(lat, torch.zeros_like(lat)),
+    lambda x, r, lat, c: torch.mean((x - r) ** 2) + c * torch.mean(torch.abs(lat)),
+])
+def test_sae_loss_accepts_every_correct_form(answer):
+    checks.check_sae_loss(_mine(answer))
+
+
+def test_sae_loss_messages():
+    # the float the issue reported: a message, not "'float' object has no attribute 'backward'"
+    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: float((x - r).pow(2).mean() + c * lat.abs().mean())),
+           match="Python float")
+    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: (x - r).pow(2).sum(-1).mean() + c * lat.abs().mean()),
+           match="reconstruction term is summed over the last axis")
+    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: (x - r).pow(2).mean() + c * lat.abs().mean(0)),
+           match=r"returned shape \(32,\)")
+    _fails(checks.check_sae_loss, _mine(lambda x, r, lat, c: (x - r.T).pow(2).mean()),
+           match=r"(?s)raised RuntimeError on x, reconstructed .* shapes do not line up")
 
     @_mine
     def cheat(x, r, lat, c):
@@ -35,63 +46,100 @@ def test_sae_loss():
 
 
 # ---- exercise 2 ------------------------------------------------------------------------------------
-def test_l1_gradient():
-    checks.check_l1_gradient(_mine(lambda z, c: c * torch.sign(z) / z.numel()))
-    _fails(checks.check_l1_gradient, _mine(lambda z, c: c * torch.sign(z)), match="1/N")
-    _fails(checks.check_l1_gradient, _mine(lambda z, c: c * z / z.numel()), match="L2")
+@pytest.mark.parametrize("answer", [
+    lambda z, c: c * torch.sign(z) / z.numel(),
+    lambda z, c: c * (z > 0).float() / z.numel() - c * (z < 0).float() / z.numel(),
+    lambda z, c: torch.where(z == 0, torch.zeros_like(z), c * z.sign()) / z.nelement(),
+])
+def test_l1_gradient_accepts_every_correct_form(answer):
+    checks.check_l1_gradient(_mine(answer))
 
-    @_mine
-    def with_autograd(z, c):
-        z = z.detach().clone().requires_grad_()
-        (c * z.abs().mean()).backward()
-        return z.grad
 
-    _fails(checks.check_l1_gradient, with_autograd, match="formula")
+def test_l1_gradient_messages():
+    _fails(checks.check_l1_gradient, _mine(lambda z, c: c * torch.sign(z) / len(z)), match=r"latents\.shape\[0\]")
+    _fails(checks.check_l1_gradient, _mine(lambda z, c: None), match="returned None")
 
 
 # ---- exercise 3 ------------------------------------------------------------------------------------
-def test_optimal_latent():
-    checks.check_optimal_latent(_mine(lambda x, lam: (x - lam / 2).clamp_min(0)))
+@pytest.mark.parametrize("answer", [
+    lambda x, lam: (x - lam / 2).clamp_min(0),
+    lambda x, lam: torch.relu(x - lam / 2),
+    lambda x, lam: torch.maximum(x - 0.5 * lam, torch.zeros_like(x)),
+])
+def test_optimal_latent_accepts_every_correct_form(answer):
+    checks.check_optimal_latent(_mine(answer))
+
+
+def test_optimal_latent_messages():
     _fails(checks.check_optimal_latent, _mine(lambda x, lam: (x - lam).clamp_min(0)), match="factor 2")
-    _fails(checks.check_optimal_latent, _mine(lambda x, lam: x - lam / 2), match="clamp")
+    _fails(checks.check_optimal_latent, _mine(lambda x, lam: (x - lam / 4).clamp_min(0)),
+           match="gradient descent on the 1-D loss")  # no known mistake: the general hint
 
 
 # ---- exercise 4 ------------------------------------------------------------------------------------
-class SparseAutoencoder(SeedSparseAutoencoder):
+class SparseAutoencoder(SeedSparseAutoencoder):  # the notebook's class
     def __init__(self, d_model, n_latents, seed=None):
         super().__init__(SeedReLUConfig(d_in=d_model, d_sae=n_latents, init_seed=seed))
 
+    def forward(self, x):  # the seed's pair, as chapter 03's copy of the class returns it
+        latents = self.encode(x)
+        return self.decode(latents), latents
 
-def _trainer(*, normalize=True, use_l1=True):
+
+def _stats(x, rec, lat) -> dict:
+    return {"recon_loss": (x - rec).pow(2).mean().item(), "sparsity_loss": lat.abs().mean().item(),
+            "l0": (lat != 0).float().sum(-1).mean().item()}
+
+
+def _trainer(*, normalize=True, use_l1=True, style="randperm"):
+    """A correct loop in one of several styles, or with a planted mistake."""
+
     @_mine
     def train_toy_sae(activations, n_latents, l1_coeff, epochs=1000, *, batch_size=512, lr=1e-3, seed=0):
         sae = SparseAutoencoder(activations.shape[-1], n_latents, seed=seed)
         sae.normalize_decoder_()
         opt = torch.optim.Adam(sae.parameters(), lr=lr)
         g = torch.Generator().manual_seed(seed)
+        loader = DataLoader(TensorDataset(activations), batch_size=batch_size, shuffle=True, generator=g)
         history = []
         for _ in range(epochs):
-            for idx in torch.randperm(len(activations), generator=g).split(batch_size):
-                x = activations[idx]
+            batches = ([b] for (b,) in loader) if style == "dataloader" else \
+                ([activations[i]] for i in torch.randperm(len(activations), generator=g).split(batch_size))
+            for (x,) in batches:
                 rec, lat = sae(x)
-                recon, sparsity = (x - rec).pow(2).mean(), lat.abs().mean()
-                loss = recon + (l1_coeff * sparsity if use_l1 else 0)
-                opt.zero_grad()
+                loss = (x - rec).pow(2).mean() + (l1_coeff * lat.abs().mean() if use_l1 else 0)
+                if style != "zero_grad_last":
+                    opt.zero_grad()
                 loss.backward()
                 opt.step()
                 if normalize:
                     sae.normalize_decoder_()
-                history.append({"step": len(history), "recon_loss": recon.item(),
-                                "sparsity_loss": sparsity.item(), "l0": (lat != 0).float().sum(-1).mean().item()})
+                if style == "zero_grad_last":
+                    opt.zero_grad()
+                if style == "log_after_step":  # the batch's numbers after the update
+                    with torch.no_grad():
+                        rec, lat = sae(x)
+                history.append({"step": len(history), **_stats(x, rec, lat)})
         return sae, history
 
     return train_toy_sae
 
 
-def test_train_toy_sae():
-    checks.check_train_toy_sae(_trainer())
+@pytest.mark.parametrize("style", ["randperm", "dataloader", "zero_grad_last", "log_after_step"])
+def test_train_toy_sae_accepts_every_correct_loop(style):
+    checks.check_train_toy_sae(_trainer(style=style))
+
+
+def test_train_toy_sae_messages():
     _fails(checks.check_train_toy_sae, _trainer(normalize=False), match="normalize_decoder_")
-    _fails(checks.check_train_toy_sae, _trainer(use_l1=False), match="l1_coeff")
+    _fails(checks.check_train_toy_sae, _trainer(use_l1=False), match="no sparsity part")
+
+    @_mine
+    def crashes(activations, n_latents, l1_coeff, epochs=1000, *, batch_size=512, lr=1e-3, seed=0):
+        sae = SparseAutoencoder(activations.shape[-1], n_latents, seed=seed)
+        return sae, [sae(activations.T)]  # a transposed batch
+
+    _fails(checks.check_train_toy_sae, crashes, match=r"raised RuntimeError on activations \[1000, 12\]")
 
 
 def test_train_toy_sae_rejects_the_library_trainer():
@@ -106,16 +154,24 @@ def test_train_toy_sae_rejects_the_library_trainer():
 
 
 # ---- exercise 5 ------------------------------------------------------------------------------------
-def test_l0_and_ev():
+@pytest.mark.parametrize("answer", [
+    lambda x, xh, lat: ((lat != 0).float().sum(-1).mean().item(),
+                        1 - ((x - xh).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()),
+    lambda x, xh, lat: (torch.count_nonzero(lat).item() / lat.shape[0],
+                        1 - (F.mse_loss(xh, x, reduction="sum") / (x - x.mean(dim=0, keepdim=True)).pow(2).sum()).item()),
+    lambda x, xh, lat: ((lat != 0).sum(-1).float().mean().item(),
+                        1 - ((x - xh).pow(2).sum(-1).mean() / x.var(0, unbiased=False).sum()).item()),
+])
+def test_l0_and_ev_accepts_every_correct_form(answer):
+    checks.check_l0_and_ev(_mine(answer))
+
+
+def test_l0_and_ev_messages():
     good = _mine(lambda x, xh, lat: ((lat != 0).float().sum(-1).mean().item(),
                                      1 - ((x - xh).pow(2).sum() / (x - x.mean(0)).pow(2).sum()).item()))
-    checks.check_l0_and_ev(good)
-    about_zero = _mine(lambda x, xh, lat: (good(x, xh, lat)[0], 1 - ((x - xh).pow(2).sum() / x.pow(2).sum()).item()))
-    _fails(checks.check_l0_and_ev, about_zero, match="about zero")
-    seed_style = _mine(lambda x, xh, lat: (good(x, xh, lat)[0], 1 - ((x - xh).pow(2).mean() / x.var()).item()))
-    _fails(checks.check_l0_and_ev, seed_style, match="scalar mean")
-    fraction = _mine(lambda x, xh, lat: ((lat != 0).float().mean().item(), good(x, xh, lat)[1]))
-    _fails(checks.check_l0_and_ev, fraction, match="count")
+    _fails(checks.check_l0_and_ev, _mine(lambda x, xh, lat: list(good(x, xh, lat))), match="return the pair")
+    _fails(checks.check_l0_and_ev, _mine(lambda x, xh, lat: (good(x, xh, lat)[0], good(x, xh, lat)[1] / 2)),
+           match=r"1 − Σ‖x − x̂‖² / Σ‖x − x̄‖²")  # no known mistake: the general hint
 
     @_mine
     def cheat(x, xh, lat):

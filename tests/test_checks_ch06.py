@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from utils import dashboards, steering
+from utils import latent_search, steering
+from utils.activations import sae_latents
 from _helpers import fails as _fails
 from _helpers import tiny_hooked
 from _helpers import mine as _mine
@@ -265,7 +266,7 @@ def test_concept_probability(world):
 def test_answers_that_call_the_reference_score_zero(world):
     @_mine
     def lazy_search(acts, baseline, k=10):
-        return dashboards.search_latents(acts, baseline, k)
+        return latent_search.search_latents(acts, baseline, k)
 
     @_mine
     def lazy_hook(direction, coeff):
@@ -282,7 +283,7 @@ def test_concept_scores_by_hand(world):
 
     from utils.data.corpus import LabelledTokens
 
-    acts = dashboards.encode(sae, dashboards.collect_resid(model, "blocks.1.hook_resid_pre", tokens))
+    acts = sae_latents(model, sae, tokens)
     j = int((acts[:, 1:] > 0).float().sum((0, 1)).argmax())
     fires = (acts[..., j] > 0).numpy()
     labels = np.zeros((*tokens.shape, 2), bool)

@@ -1,4 +1,4 @@
-"""utils.data: the labelled corpus, its splits, tokens with labels, dialogue pairs, concept scoring."""
+"""utils.data: the labelled corpus, its splits, tokens with labels, dialogue pairs (concept scoring: test_concepts.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import torch
 
 from utils import data
 from utils.data import corpus, dialogues, realtext, registers, wordings
-from utils.data.concepts import auroc, concept_latent_table, linear_probe_auroc, precision_at_recall
 from utils.data.doc import CONCEPTS, DocBuilder, number_spans, strip_markup
 
 SCALE = 0.01  # about 10k characters per split: enough for every register
@@ -275,37 +274,3 @@ def test_load_text_gpu_offline_names_the_alternative(monkeypatch):
     with pytest.raises(CourseOfflineError, match="COURSE_PROFILE=cpu"):
         data.load_text("train", profile="gpu")
 
-
-# --- concept scoring -----------------------------------------------------------------------------
-def test_auroc_hand_values():
-    assert auroc([0.1, 0.2, 0.3, 0.4], [0, 0, 1, 1]) == 1.0
-    assert auroc([0.4, 0.3, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
-    assert auroc([1, 1, 1, 1], [0, 1, 0, 1]) == 0.5
-    assert auroc([0.1, 0.35, 0.4, 0.8], [0, 1, 0, 1]) == 0.75  # sklearn's example
-
-
-def test_precision_at_recall_hand_values():
-    scores = torch.tensor([0.0, 0.0, 1.0, 2.0, 3.0, 4.0])
-    labels = torch.tensor([1, 0, 0, 1, 0, 1])
-    p, r, t = precision_at_recall(scores, labels, 0.5)
-    assert (p, r, t) == (2 / 3, 2 / 3, 2.0)  # cut at 2.0: {4, 3, 2} holds 2 of the 3 positives
-    assert precision_at_recall(scores, labels, 1.0)[0] == 0.0  # a latent must fire to predict
-
-
-def test_concept_latent_table_finds_a_planted_latent():
-    g = torch.Generator().manual_seed(0)
-    y = torch.rand(4000, 2, generator=g) < 0.1
-    acts = torch.relu(torch.randn(4000, 50, generator=g) - 1.5)
-    acts[:, 7] = y[:, 0] * (1 + torch.rand(4000, generator=g))
-    acts[:, 9] = y[:, 1] * (1 + torch.rand(4000, generator=g)) + (torch.rand(4000, generator=g) < 0.01)
-    rows = concept_latent_table(acts, y, ["a", "b"])
-    assert [r["latent"] for r in rows] == [7, 9]
-    assert rows[0]["precision"] == 1.0 and rows[1]["precision"] > 0.85
-
-
-def test_linear_probe_separates_a_linear_concept():
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(2000, 16, generator=g)
-    y = (x[:, 3] + 0.3 * torch.randn(2000, generator=g)) > 0.5
-    score, w = linear_probe_auroc(x[:1000], y[:1000], x[1000:], y[1000:])
-    assert score > 0.95 and w.abs().argmax() == 3

@@ -23,6 +23,14 @@ def test_auroc_hand_values():
     assert torch.allclose(D.auroc(s, y), torch.tensor([1.0, 0.0, 0.75]))
     # a latent that never fires is exactly at chance
     assert D.auroc(torch.zeros(4, 1), y).item() == 0.5
+    # sklearn's example: pos {0.35, 0.8}, neg {0.1, 0.4} -> 3 of 4 pairs ordered
+    assert D.auroc(torch.tensor([0.1, 0.35, 0.4, 0.8]), torch.tensor([0, 1, 0, 1])).item() == 0.75
+
+
+@pytest.mark.parametrize("labels", [[True, True, True], [False, False, False]])
+def test_auroc_with_an_empty_class_says_what_is_wrong(labels):
+    with pytest.raises(ValueError, match=r"positive and one negative.*Check the split"):
+        D.auroc(torch.tensor([0.1, 0.5, 0.9]), torch.tensor(labels))
 
 
 def test_auroc_matches_brute_force_with_heavy_ties():
@@ -135,6 +143,21 @@ def test_probes_separate_a_linear_concept():
         assert acc > 0.7
 
 
+def test_balanced_logistic_probe_does_not_ignore_a_rare_class():
+    """With 3% positives, a plain probe's threshold says "no" to most positives; balancing the classes
+    moves the threshold (score 0) so that about as many positives as negatives are classified right."""
+    g = torch.Generator().manual_seed(2)
+    y = torch.rand(4000, generator=g) < 0.03
+    x = torch.randn(4000, 8, generator=g)
+    x[:, 0] += 1.5 * y.float()
+    recall = lambda p: (p.score(x[y]) > 0).float().mean().item()             # noqa: E731
+    specificity = lambda p: (p.score(x[~y]) <= 0).float().mean().item()      # noqa: E731
+    plain, balanced = D.logistic_probe(x, y), D.logistic_probe(x, y, balanced=True)
+    assert recall(plain) < 0.3 < 0.6 < recall(balanced)
+    assert specificity(balanced) > 0.6
+    assert D.auroc(balanced.score(x), y).item() > 0.8 and balanced.w.abs().argmax() == 0
+
+
 # ---- chapter 07's plumbing (utils.capstone), on a random tiny model: no assets needed ------------
 class _CharTokenizer:
     """One token per character (ids 1..), BOS = pad = 0: enough to check masks and batching."""
@@ -192,6 +215,7 @@ def test_encode_pairs_marks_exactly_the_reply():
 
 def test_behaviour_gap_and_pooling_ignore_padding_and_batching():
     from utils import capstone, steering
+    from utils.activations import sae_hook_name
 
     model, sae = _tiny_model_and_sae()
     b = capstone.encode_pairs(_CharTokenizer(), _records())
@@ -206,9 +230,28 @@ def test_behaviour_gap_and_pooling_ignore_padding_and_batching():
     pooled = capstone.pool_sae_codes(model, sae, b, batch_size=4)
     assert pooled.latents.shape == (10, 32) and pooled.resid.shape == (10, 16)
     assert torch.allclose(capstone.pool_sae_codes(model, sae, b, batch_size=10).latents, pooled.latents, atol=1e-5)
+    for row in (1, 8):  # each row alone, unpadded: the SAE's latents averaged over the reply's tokens
+        n = int(b.valid[row].sum())
+        _, cache = model.run_with_cache(b.tokens[row:row + 1, :n])
+        x = cache["blocks.1.hook_resid_pre"][0]
+        reply = b.reply[row, :n]
+        torch.testing.assert_close(pooled.resid[row], x[reply].mean(0), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(pooled.latents[row], sae.encode(x)[reply].mean(0), atol=1e-5, rtol=1e-4)
     # ablating every latent through the SAE's error term changes the model's behaviour, a no-op hook does not
-    hook = steering.sae_hook_name(sae)
+    hook = sae_hook_name(sae)
     same = capstone.behaviour_gap(model, b, [(hook, lambda x, hook: x)])
     assert torch.allclose(same, gap, atol=1e-5)
     ablated = capstone.behaviour_gap(model, b, [(hook, steering.ablation_hook(sae, list(range(32))))])
     assert not torch.allclose(ablated, gap, atol=1e-4)
+
+
+def test_roc_figure_reports_the_area_under_its_own_curve():
+    from utils import plots
+
+    g = torch.Generator().manual_seed(4)
+    s = torch.randint(0, 4, (120,), generator=g).float()                      # heavy ties: diagonal steps
+    y = torch.rand(120, generator=g) < (0.2 + 0.15 * s)
+    trace = plots.roc_curves({"latent": (s, y)}).data[0]
+    area = torch.trapezoid(torch.tensor(trace.y), torch.tensor(trace.x)).item()
+    assert math.isclose(area, brute_auroc(s, y), abs_tol=1e-6)
+    assert f"AUROC {brute_auroc(s, y):.3f}" in trace.name

@@ -11,10 +11,9 @@ from conftest_saes import make_sae, tiny_lm, tokens
 from utils import metrics
 
 
-def test_l0_counts_nonzero_dense_and_sparse():
+def test_l0_counts_nonzero():
     acts = torch.tensor([[0.0, 2.0, 0.0], [1.0, -1.0, 0.0]])
     assert metrics.l0(acts).item() == 1.5  # the negative entry counts: `!= 0`, not `> 0`
-    assert metrics.l0(acts.to_sparse()).item() == 1.5
     assert metrics.l0(acts[None]).item() == 1.5
 
 
@@ -48,7 +47,7 @@ def test_firing_dead_dense():
     acts[0, 2] = -1.0  # once
     freq = metrics.firing_frequency(acts)
     torch.testing.assert_close(freq, torch.tensor([1.0, 0.3, 0.1, 0.0]))
-    torch.testing.assert_close(metrics.firing_frequency(acts.to_sparse()), freq)
+    torch.testing.assert_close(metrics.firing_frequency(acts.reshape(2, 5, 4)), freq)  # any leading dims
     assert metrics.dead_fraction(freq) == 0.25
     assert metrics.dense_fraction(freq, 0.1) == 0.5  # "more than", so the 10% latent is not dense
     assert metrics.dense_fraction(freq, 0.05) == 0.75
@@ -61,7 +60,24 @@ def test_evaluate_dict():
     assert out["l0"] == pytest.approx(3.0, abs=0.05)  # ≤ 3 (a ReLU can drop one) and almost always 3
     x_hat = sae.decode(sae.encode(x))
     assert out["explained_variance"] == pytest.approx(metrics.explained_variance(x, x_hat).item(), abs=1e-5)
-    assert 0.0 <= out["dead_fraction"] <= 1.0 and out["tokens"] == 300
+    assert out["dead_fraction"] == metrics.dead_fraction(metrics.firing_frequency(sae.encode(x)))
+    assert out["tokens"] == 300
+
+
+def test_evaluate_counts_firing_like_the_other_metrics():
+    # batched evaluation, the one-shot metrics and resampling's window count agree on every latent
+    from utils.resample import firing_counts
+
+    sae = make_sae("relu").eval()
+    with torch.no_grad():
+        sae.b_enc[:10] = -50.0  # 10 latents that never fire
+    x = torch.randn(250, 12)
+    acts = sae.encode(x)
+    freq = metrics.firing_frequency(acts)
+    out = metrics.evaluate(sae, x, batch_size=64)
+    assert out["dead_fraction"] == metrics.dead_fraction(freq) == pytest.approx(10 / 40, abs=0.03)
+    assert out["l0"] == pytest.approx(metrics.l0(acts).item(), rel=1e-6)
+    torch.testing.assert_close(firing_counts(sae, x, batch_size=64) / 250, freq)
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +156,15 @@ def test_downstream_loss_perfect_sae_recovers_everything(lm):
 
 
 def test_random_dictionary_baseline():
+    from utils.saes import TopKSAE, random_dictionary_baseline
+
     x = torch.randn(200, 12) + 3.0
-    base = metrics.random_dictionary_baseline(12, 40, 4, x=x, seed=1)
-    assert not base.training
+    base = random_dictionary_baseline(12, 40, 4, x=x, seed=1)
+    assert isinstance(base, TopKSAE) and not base.training
     acts = base.encode(x)
     assert ((acts != 0).sum(-1) <= 4).all()
     torch.testing.assert_close(base.b_dec, x.mean(0))
     torch.testing.assert_close(base.W_dec.norm(dim=-1), torch.ones(40))
+    assert not torch.equal(base.W_dec, random_dictionary_baseline(12, 40, 4, seed=2).W_dec)
     assert not math.isnan(metrics.explained_variance(x, base.decode(acts)).item())
+    assert not hasattr(metrics, "random_dictionary_baseline")  # metrics does not build SAEs

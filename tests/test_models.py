@@ -108,6 +108,28 @@ def test_probe_says_offline_without_network(monkeypatch):
     assert models.hub_reachable() is False
 
 
+def test_from_hub_names_what_it_could_not_fetch(monkeypatch):
+    calls = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CourseOfflineError, match="the text set X.*COURSE_PROFILE=cpu"):
+        models.from_hub("the text set X", lambda *a, **k: calls.append((a, k)), 1, split="train")
+    assert calls == []                                                         # never tried the network
+
+
+def test_from_hub_passes_arguments_through(online):
+    assert models.from_hub("a thing", lambda *a, **k: (a, k), 1, 2, split="train") == ((1, 2), {"split": "train"})
+
+
+def test_hook_name_is_the_profiles_sae_site():
+    assert models.hook_name("gpu") == models.GPU_SAES["relu"][1] == "blocks.8.hook_resid_pre"
+    try:
+        shipped = models.manifest()["hook_name"]
+    except FileNotFoundError:
+        pytest.skip("shipped assets not built")
+    assert models.hook_name("cpu") == models.hook_name("fast") == shipped
+    assert all(models.load_sae(v, profile="cpu").cfg.metadata.hook_name == shipped for v in models.VARIANTS)
+
+
 def test_missing_assets_say_how_to_build_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="make assets"):
         models.load_model(profile="cpu", root=tmp_path)

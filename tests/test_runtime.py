@@ -43,6 +43,13 @@ def test_bad_profile_names_the_choices(monkeypatch):
         runtime.get_profile()
 
 
+def test_an_explicit_profile_wins_and_is_checked(monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "gpu")
+    assert runtime.get_profile("fast") == "fast" and runtime.get_profile(None) == "gpu"
+    with pytest.raises(runtime.CourseSetupError, match="gpu, cpu, fast"):
+        runtime.get_profile("colab")
+
+
 def test_gpu_profile_without_cuda_says_what_to_do(monkeypatch):
     monkeypatch.setenv("COURSE_PROFILE", "gpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

@@ -1,4 +1,8 @@
-"""The SAE variants: invariants, hand-computed values, fast paths against readable ones."""
+"""The SAE variants: invariants, hand-computed values, and the base contract every variant keeps.
+
+The fast kernels (utils/saes/fast.py) are tested against these readable forms in test_fast.py's
+place here: see the "fast path" section at the end.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,19 @@ import torch.nn.functional as F
 from conftest_saes import ALL, MODERN, make_sae
 
 from utils.losses import sae_loss
+from utils.metrics import l0 as metrics_l0
 from utils.saes import (
     SAE_CLASSES,
-    BatchTopKSAE,
     GatedSAE,
     JumpReLUSAE,
     JumpReLUSTE,
     SAEOutput,
     SeedSparseAutoencoder,
+    TopKSAE,
     build_sae,
+    count_fired,
+    fast,
+    fired_any,
     jump_relu,
     jumprelu,
     variant_name,
@@ -70,8 +78,21 @@ def test_unit_norm_decoder_kept_through_a_step(variant):
     radial = (sae.W_dec.grad * sae.W_dec).sum(-1)
     assert radial.abs().max() < 1e-5  # the projected gradient is tangent to the sphere
     opt.step()
-    sae.after_optimizer_step_(out)
+    sae.after_optimizer_step_(sae.firing(out.acts))
     torch.testing.assert_close(sae.W_dec.norm(dim=-1), torch.ones(40))
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_forward_keeps_the_base_contract(variant):
+    # every variant, the seed's adapters included: forward(x) is an SAEOutput whose x_hat and acts
+    # are decode(encode(x)) and encode(x), and whose losses sum to sae.loss(x)
+    sae = make_sae(variant).train()
+    x = torch.randn(6, 12)
+    out = sae(x)
+    assert type(out) is SAEOutput
+    torch.testing.assert_close(out.acts, sae.encode(x))
+    torch.testing.assert_close(out.x_hat, sae.decode(out.acts))
+    torch.testing.assert_close(sum(out.losses.values()), sae.loss(x))
 
 
 def test_seed_sae_is_the_seed():
@@ -79,19 +100,24 @@ def test_seed_sae_is_the_seed():
     assert isinstance(sae.encoder, torch.nn.Linear) and sae.encoder.bias is not None
     assert isinstance(sae.decoder, torch.nn.Linear) and sae.decoder.bias is None
     x = torch.randn(7, 12)
-    reconstructed, latents = sae(x)  # the seed's forward returns a tuple
+    out = sae(x)
+    reconstructed, latents = out.x_hat, out.acts  # the seed's pair
     lat = F.relu(x @ sae.encoder.weight.T + sae.encoder.bias)
     torch.testing.assert_close(latents, lat)
     torch.testing.assert_close(reconstructed, lat @ sae.decoder.weight.T)
-    out = sae.output(x)
     torch.testing.assert_close(sum(out.losses.values()), sae_loss(x, reconstructed, latents, 0.1))
     assert not torch.any(sae.b_dec)  # no decoder bias
+    # the course's names are views of the seed's layers: writing one writes the other
+    with torch.no_grad():
+        sae.normalize_decoder_()
+    torch.testing.assert_close(sae.decoder.weight.norm(dim=0), torch.ones(40))
 
 
 def test_seed_gated_forward():
     sae = make_sae("seed_gated")
     x = torch.randn(5, 12)
-    rec, lat = sae(x)
+    out = sae(x)
+    rec, lat = out.x_hat, out.acts
     expected = torch.sigmoid(x @ sae.W_gate.T) * F.relu(x @ sae.W_mag.T)
     torch.testing.assert_close(lat, expected)
     torch.testing.assert_close(rec, expected @ sae.decoder.weight.T)
@@ -218,46 +244,16 @@ def test_batchtopk_inference_is_a_threshold():
 def test_batchtopk_threshold_tracks_smallest_kept_activation():
     sae = make_sae("batchtopk", k=3, threshold_lr=0.5).train()
     out = sae.output(torch.randn(32, 12))
-    smallest = out.acts.to_dense()[out.acts.to_dense() > 0].min().double()
-    sae.after_optimizer_step_(out)
+    smallest = out.acts[out.acts > 0].min().double()
+    sae.after_optimizer_step_(sae.firing(out.acts))
     torch.testing.assert_close(sae.threshold, 0.5 * smallest)  # EMA from 0 with rate 0.5
-
-
-def _grads(sae, x, dead_tokens=None):
-    sae.zero_grad()
-    out = sae.output(x)
-    loss = sum(out.losses.values())
-    loss.backward()
-    return out, {n: p.grad.clone() for n, p in sae.named_parameters()}
-
-
-@pytest.mark.parametrize("variant", ["topk", "batchtopk"])
-@pytest.mark.parametrize("with_dead", [False, True, "normalised", "relu"])
-def test_sparse_topk_matches_dense(variant, with_dead):
-    kw = {"k": 4, "k_aux": 6, "dead_tokens": 100, "auxk_normalize": with_dead == "normalised",
-          "auxk_relu": with_dead == "relu"}
-    fast = make_sae(variant, d_in=10, d_sae=48, **kw).train()
-    slow = make_sae(variant, d_in=10, d_sae=48, sparse_decode=False, **kw).train()
-    if with_dead:
-        for s in (fast, slow):
-            s.tokens_since_fired[:20] = 1000.0  # 20 dead latents: AuxK switches on
-    x = torch.randn(24, 10)
-    out_f, g_f = _grads(fast, x)
-    out_s, g_s = _grads(slow, x)
-    assert out_f.acts.is_sparse and not out_s.acts.is_sparse
-    torch.testing.assert_close(out_f.acts.to_dense(), out_s.acts)
-    torch.testing.assert_close(out_f.x_hat, out_s.x_hat)
-    assert set(out_f.losses) == set(out_s.losses) == ({"recon", "aux"} if with_dead else {"recon"})
-    for name in out_s.losses:
-        torch.testing.assert_close(out_f.losses[name], out_s.losses[name])
-    for name in g_s:
-        torch.testing.assert_close(g_f[name], g_s[name], atol=1e-5, rtol=1e-4)
+    sae.after_optimizer_step_(sae.firing(torch.zeros(32, 40)))  # nothing kept: θ stays
+    torch.testing.assert_close(sae.threshold, 0.5 * smallest)
 
 
 def test_normalised_auxk_is_the_fraction_of_residual_variance_left():
     # OpenAI's reference: α · ‖e − ê‖² / ‖e − ē‖² (normalized_mse), here with the few-dead scaling
-    sae = make_sae("topk", d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, auxk_normalize=True,
-                   sparse_decode=False).train()
+    sae = make_sae("topk", d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, auxk_normalize=True).train()
     sae.tokens_since_fired[:3] = 1000.0  # 3 dead latents < k_aux: scale 3/6
     x = torch.randn(24, 10)
     out = sae.output(x)
@@ -267,28 +263,8 @@ def test_normalised_auxk_is_the_fraction_of_residual_variance_left():
     want = sae.cfg.auxk_coeff * 3 / 6 * (e - e_hat).pow(2).sum() / (e - e.mean(0)).pow(2).sum()
     torch.testing.assert_close(out.losses["aux"], want)
     # scale-free: the same SAE on a residual ten times smaller gives the same aux loss
-    small = make_sae("topk", d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, auxk_normalize=True,
-                     sparse_decode=False).train()
+    small = make_sae("topk", d_in=10, d_sae=48, k=4, k_aux=6, dead_tokens=100, auxk_normalize=True).train()
     assert small.auxk_scale(3, e / 10) == pytest.approx(100 * sae.auxk_scale(3, e))
-
-
-def test_fused_relu_matches_readable_path_with_gradients():
-    sae = make_sae("relu", unit_norm_decoder=False).double()
-    with torch.no_grad():
-        sae.W_dec.mul_(torch.rand(40, 1, dtype=torch.float64) + 0.5)  # norms ≠ 1: the L1 weighting matters
-    x = torch.randn(16, 12, dtype=torch.float64, requires_grad=True)
-
-    def run(train: bool):
-        sae.train(train)
-        out = sae.output(x)
-        # extra uses of x_hat and acts exercise every incoming gradient of the fused backward
-        loss = sum(out.losses.values()) + 0.01 * out.x_hat.pow(3).sum() + 0.1 * out.acts.sin().sum()
-        return loss, torch.autograd.grad(loss, [x, *sae.parameters()])
-
-    (l_fused, g_fused), (l_plain, g_plain) = run(True), run(False)
-    torch.testing.assert_close(l_fused, l_plain)
-    for a, b in zip(g_fused, g_plain):
-        torch.testing.assert_close(a, b)
 
 
 def test_fold_input_scale_is_exact_for_every_variant():
@@ -344,7 +320,10 @@ def test_reinit_latents(variant):
     sae.reinit_latents_(idx, dec, enc)
     torch.testing.assert_close(sae.W_dec[idx], dec)
     torch.testing.assert_close(sae.W_enc[:, idx].T, enc)
-    assert not sae.b_enc[idx].any() or variant == "seed_gated"
+    if variant == "seed_gated":  # no encoder bias; the gate's weights follow the new direction too
+        torch.testing.assert_close(sae.W_gate[idx], enc)
+    else:
+        assert not sae.b_enc[idx].any()
     if isinstance(sae, GatedSAE):
         assert not sae.b_mag[idx].any() and not sae.r_mag[idx].any()
     if isinstance(sae, JumpReLUSAE):
@@ -358,9 +337,152 @@ def test_dead_mask_counts_tokens():
     acts = torch.zeros(10, 40)
     acts[3, 7] = 0.5
     acts[2, 9] = -0.1  # "!= 0": a negative code counts as firing
-    sae.update_firing_(acts)
-    sae.update_firing_(acts)
+    firing = sae.firing(acts)
+    assert firing.n_tokens == 10 and firing.l0 == pytest.approx(0.2)
+    assert firing.fired.nonzero().squeeze(-1).tolist() == [7, 9]
+    sae.update_firing_(firing)
+    sae.update_firing_(firing)
     assert sae.tokens_since_fired[7] == 0 and sae.tokens_since_fired[9] == 0 and sae.tokens_since_fired[0] == 20
     assert sae.dead_mask(20).sum() == 38 and sae.dead_mask(21).sum() == 0
-    assert isinstance(sae, type(build_sae("relu", d_in=2, d_sae=2)))
-    _ = BatchTopKSAE  # exported
+
+
+def test_count_fired_is_acts_nonzero():
+    acts = torch.tensor([[[0.0, 2.0, -1.0]], [[0.0, 1e-30, 0.0]]])  # leading dims; tiny and negative count
+    torch.testing.assert_close(count_fired(acts), torch.tensor([0.0, 2.0, 1.0]))
+    assert fired_any(acts).tolist() == [False, True, True]
+    assert make_sae("relu", d_sae=3).firing(acts).l0 == 1.5
+
+
+def test_shapes_are_checked_under_pytest():
+    # tests/conftest.py installs jaxtyping + beartype on `utils`: an x̂ of width 1 would broadcast
+    # silently against x, but the shared `d_in` of the two annotations refuses it here
+    import jaxtyping
+
+    from utils.losses import reconstruction_loss
+
+    x = torch.randn(4, 6)
+    with pytest.raises(jaxtyping.TypeCheckError):
+        reconstruction_loss(x, x[:, :1])
+    with pytest.raises(jaxtyping.TypeCheckError):  # and plain types too: a dead mask is a tensor of bools
+        make_sae("relu").update_firing_((torch.zeros(40), 10, None))
+
+
+# ---- the fast path (utils/saes/fast.py) against the readable one --------------------------------
+def _step(run, sae, x):
+    """(x_hat, losses, firing, gradients) of one training forward and backward."""
+    sae.zero_grad()
+    x_hat, losses, firing = run(sae, x)
+    sum(losses.values()).backward()
+    return x_hat, losses, firing, {n: p.grad.clone() for n, p in sae.named_parameters()}
+
+
+def _readable(sae, x):
+    out = sae.output(x)
+    return out.x_hat, out.losses, sae.firing(out.acts)
+
+
+def _assert_same_step(fast_sae, slow_sae, x, atol=1e-5, rtol=1e-4):
+    xf, lf, ff, gf = _step(fast.train_output, fast_sae, x)
+    xs, ls, fs, gs = _step(_readable, slow_sae, x)
+    torch.testing.assert_close(xf, xs)
+    assert set(lf) == set(ls)
+    for name in ls:
+        torch.testing.assert_close(lf[name], ls[name])
+    assert torch.equal(ff.fired, fs.fired) and ff.n_tokens == fs.n_tokens
+    torch.testing.assert_close(ff.l0, fs.l0)
+    assert (ff.min_active is None) == (fs.min_active is None)
+    if fs.min_active is not None:
+        torch.testing.assert_close(ff.min_active, fs.min_active)
+    assert set(gf) == set(gs)
+    for name in gs:
+        torch.testing.assert_close(gf[name], gs[name], atol=atol, rtol=rtol, msg=name)
+    return lf
+
+
+@pytest.mark.parametrize("variant", ["topk", "batchtopk"])
+@pytest.mark.parametrize("case", ["no dead", "AuxK", "AuxK normalised", "AuxK relu", "negative selected"])
+def test_fast_topk_equals_readable_values_and_gradients(variant, case):
+    kw = {"k": 4, "k_aux": 6, "dead_tokens": 100, "auxk_normalize": case == "AuxK normalised",
+          "auxk_relu": case == "AuxK relu"}
+    fast_sae = make_sae(variant, d_in=10, d_sae=48, **kw).train()
+    slow_sae = make_sae(variant, d_in=10, d_sae=48, **kw).train()
+    for s in (fast_sae, slow_sae):
+        if case.startswith("AuxK"):
+            s.tokens_since_fired[:20] = 1000.0  # 20 dead latents: AuxK switches on
+        if case == "negative selected":
+            with torch.no_grad():  # only 2 latents can be positive: the top 4 include negatives, which the ReLU zeroes
+                s.b_enc.fill_(-20.0)
+                s.b_enc[:2] = 20.0
+    x = torch.randn(24, 10)
+    losses = _assert_same_step(fast_sae, slow_sae, x)
+    assert ("aux" in losses) == case.startswith("AuxK")
+
+
+def test_fast_relu_equals_readable_values_and_gradients():
+    kw = {"unit_norm_decoder": False}
+    fast_sae, slow_sae = make_sae("relu", **kw).double().train(), make_sae("relu", **kw).double().train()
+    for s in (fast_sae, slow_sae):
+        with torch.no_grad():
+            s.W_dec.mul_(torch.linspace(0.5, 1.5, 40, dtype=torch.float64)[:, None])  # norms ≠ 1: the L1 weighting matters
+        s.sparsity_scale = 0.7
+    _assert_same_step(fast_sae, slow_sae, torch.randn(16, 12, dtype=torch.float64), atol=1e-10, rtol=1e-8)
+
+
+def test_fused_relu_backward_takes_every_incoming_gradient():
+    # the fused Function's outputs used beyond the losses (x̂ and acts in other terms, x needing a
+    # gradient): its hand-written backward must match autograd on the readable formulas
+    sae = make_sae("relu", unit_norm_decoder=False).double()
+    x = torch.randn(16, 12, dtype=torch.float64, requires_grad=True)
+    params = [sae.W_enc, sae.b_enc, sae.W_dec, sae.b_dec]
+
+    def extra(x_hat, acts, recon, l1, fired=None):
+        return 0.3 * recon + 2.0 * l1 + 0.01 * x_hat.pow(3).sum() + 0.1 * acts.sin().sum()
+
+    fused = extra(*fast.FusedReLUSAE.apply(x, *params))
+    acts = F.relu((x - sae.b_dec) @ sae.W_enc + sae.b_enc)
+    x_hat = acts @ sae.W_dec + sae.b_dec
+    plain = extra(x_hat, acts, (x_hat - x).pow(2).sum() / 16, (acts @ sae.W_dec.norm(dim=-1)).sum() / 16)
+    torch.testing.assert_close(fused, plain)
+    for a, b in zip(torch.autograd.grad(fused, [x, *params]), torch.autograd.grad(plain, [x, *params])):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("variant", ALL)
+def test_fast_output_is_plain_for_every_variant(variant):
+    # the fast path hands out dense tensors only, and the same numbers for variants it has no kernel for
+    sae = make_sae(variant).train()
+    x = torch.randn(8, 12)
+    x_hat, losses, firing = fast.train_output(sae, x)
+    tensors = [x_hat, *losses.values(), *(t for t in firing if isinstance(t, torch.Tensor))]
+    assert all(t.layout == torch.strided for t in tensors)
+    out = sae.output(x)
+    torch.testing.assert_close(x_hat, out.x_hat)
+    assert torch.equal(firing.fired, sae.firing(out.acts).fired)
+    torch.testing.assert_close(firing.l0, metrics_l0(out.acts))
+
+
+def test_fast_path_leaves_subclasses_to_their_own_code():
+    # a chapter's subclass may compute something else than the class it extends: no kernel for it
+    class KeepsTwo(TopKSAE):
+        def select(self, pre_acts):
+            top = pre_acts.topk(2, dim=-1)
+            return torch.zeros_like(pre_acts).scatter(-1, top.indices, top.values.relu())
+
+    sae = KeepsTwo(build_sae("topk", d_in=12, d_sae=40, k=4, init_seed=0).cfg).train()
+    with torch.no_grad():
+        sae.b_enc.fill_(5.0)
+    _, _, firing = fast.train_output(sae, torch.randn(8, 12))
+    assert firing.l0 == 2.0
+
+
+def test_sparse_internals_stay_in_the_fast_module():
+    # nothing outside utils/saes/fast.py handles torch's sparse formats (a COO tensor there once
+    # reached metrics and the firing counters)
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "utils"
+    pattern = re.compile(r"_values\(\)|_indices\(\)|\.is_sparse\b|sparse_coo|to_sparse\(")
+    offenders = [f"{p.relative_to(root.parent)}:{i}" for p in root.rglob("*.py") if p.name != "fast.py"
+                 for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not offenders, offenders

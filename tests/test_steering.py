@@ -20,11 +20,6 @@ def tiny():
     return model, to_saelens(course), course, tokens
 
 
-def test_hook_name_from_either_library(tiny):
-    _, lens, course, _ = tiny
-    assert S.sae_hook_name(lens) == S.sae_hook_name(course) == "blocks.1.hook_resid_pre"
-
-
 def test_steering_hook_adds_direction_everywhere():
     d = torch.tensor([1.0, -2.0])
     act = torch.zeros(2, 3, 2)
@@ -121,3 +116,22 @@ def test_generate_is_seeded_and_hooks_change_it(tiny):
                    fwd_hooks=[("blocks.1.hook_resid_pre", S.steering_hook(d / d.norm(), 200.0))])
     assert c != a
     assert model.hook_dict["blocks.1.hook_resid_pre"].fwd_hooks == []                # hooks removed afterwards
+
+
+@pytest.mark.parametrize("make_hook", [lambda sae: S.ablation_hook(sae, [0, 3]),
+                                       lambda sae: S.clamp_hook(sae, 2, 5.0)], ids=["ablation", "clamp"])
+def test_hooks_compute_on_the_saes_device_and_dtype(tiny, make_hook):
+    import copy
+
+    _, lens, _, _ = tiny
+    act = torch.randn(2, 5, lens.W_dec.shape[1])                                 # the model's activation, CPU
+    with torch.no_grad():
+        want = make_hook(lens)(act)
+        wide = make_hook(copy.deepcopy(lens).double())(act)                      # an SAE in another dtype
+        assert wide.dtype == act.dtype and wide.device == act.device               # handed back as it came
+        torch.testing.assert_close(wide, want, atol=1e-5, rtol=1e-5)
+        # an SAE on another device (meta stands in for a GPU): the activation is moved to it, so the hook
+        # computes there; only handing back a meta result is impossible, and that is the error we see
+        elsewhere = copy.deepcopy(lens).to("meta")
+        with pytest.raises(NotImplementedError, match="meta tensor"):
+            make_hook(elsewhere)(act)

@@ -23,7 +23,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from utils.steering import sae_hook_name
+from utils.activations import encode, model_activations, module_device, sae_hook_name
 
 # ---- the written set (gpu profile) ---------------------------------------------------------------
 # (what the user wrongly claims, what is true): both complete "I think ..." / "In fact, ...".
@@ -165,11 +165,6 @@ def encode_pairs(tokenizer, records: Sequence[dict]) -> PairBatch:
 
 
 # ---- running the model -----------------------------------------------------------------------------
-def _stop_layer(hook_name: str) -> int | None:
-    parts = hook_name.split(".")
-    return int(parts[1]) + 1 if parts[0] == "blocks" else None
-
-
 class Pooled(NamedTuple):
     latents: Float[Tensor, "seq d_sae"]
     """Each latent's mean activation over the reply's tokens, per row."""
@@ -181,17 +176,19 @@ class Pooled(NamedTuple):
 
 @torch.no_grad()
 def pool_sae_codes(model, sae, batch: PairBatch, *, batch_size: int = 64) -> Pooled:
-    """Run the model up to the SAE's hook, encode, and average over each reply's tokens."""
-    hook = sae_hook_name(sae)  # utils.steering: SAELens keeps it in cfg.metadata
+    """Run the model up to the SAE's hook, encode, and average over each reply's tokens.
+
+    The tokens go to the model's device and the activations to the SAE's (`utils.activations`);
+    the pooled result is on the CPU.
+    """
+    hook = sae_hook_name(sae)  # SAELens keeps it in cfg.metadata, the course's SAEs in cfg
     lat = torch.zeros(len(batch.tokens), sae.cfg.d_sae)
     res = torch.zeros(len(batch.tokens), model.cfg.d_model)
     fired = torch.zeros(sae.cfg.d_sae)
     n_tokens = 0
     for rows, width in _length_batches(batch, batch_size):
-        _, cache = model.run_with_cache(batch.tokens[rows, :width].to(model.cfg.device), names_filter=hook,
-                                        stop_at_layer=_stop_layer(hook))
-        x = cache[hook].float()                                       # [b pos d_in]
-        acts = sae.encode(x.to(sae.W_dec.device)).float().cpu()      # [b pos d_sae]
+        x = model_activations(model, hook, batch.tokens[rows, :width], flatten=False, device=None)  # [b pos d_in]
+        acts = encode(sae, x)                                         # [b pos d_sae], on the CPU
         x = x.cpu()
         m = batch.reply[rows, :width].float()[..., None]              # [b pos 1]
         lat[rows] = (acts * m).sum(1) / m.sum(1)
@@ -214,10 +211,10 @@ def continuation_logprob(logits: Float[Tensor, "seq pos vocab"], tokens: Int[Ten
 @torch.no_grad()
 def reply_logprobs(model, batch: PairBatch, fwd_hooks: Sequence = (), *, batch_size: int = 64,
                    logprob_fn: Callable = continuation_logprob) -> Float[Tensor, "seq"]:
-    """log p(reply | prompt) for every row, with `fwd_hooks` (TransformerLens) applied."""
+    """log p(reply | prompt) for every row, with `fwd_hooks` (TransformerLens) applied; on the CPU."""
     out = torch.zeros(len(batch.tokens))
     for rows, width in _length_batches(batch, batch_size):
-        tokens = batch.tokens[rows, :width].to(model.cfg.device)
+        tokens = batch.tokens[rows, :width].to(module_device(model))
         logits = model.run_with_hooks(tokens, fwd_hooks=list(fwd_hooks))
         out[rows] = logprob_fn(logits, tokens, batch.reply[rows, :width].to(logits.device)).float().cpu()
     return out

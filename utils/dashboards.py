@@ -1,6 +1,6 @@
 """Neuronpedia-style latent dashboards, rebuilt: `compute_*` returns data, `render_*` draws it.
 
-    resid = collect_resid(model, hook_name, tokens)                 # [n_seq seq d_in], once
+    resid = cache_activations(model, hook_name, tokens, flatten=False)   # utils.activations, once
     data = compute_dashboard(model, sae, tokens, latent, resid=resid)
     panel = render_dashboard(data)                                    # shows inline in a notebook
     panel.write_html("latent.html")                                   # and as a standalone page
@@ -13,8 +13,8 @@ A dashboard (Bricken et al. 2023's feature view; Neuronpedia) has three parts:
   scale, which is why it is an attribution and not a prediction);
 - its **activation histogram** over the tokens where it fires, and its firing density.
 
-`latent_browser` wraps it in ipywidgets (pick a latent, or type a prompt to see which latents
-fire on it); it uses only core widgets and plain outputs, so it works in JupyterLab and Colab.
+`utils.browser.latent_browser` puts dashboards in an ipywidgets app; `utils.latent_search`
+finds the latents worth a dashboard.
 """
 
 from __future__ import annotations
@@ -30,44 +30,18 @@ from jaxtyping import Float, Int
 from plotly.subplots import make_subplots
 from torch import Tensor
 
-from utils.steering import sae_hook_name
-from utils.train import model_activations
+from utils.activations import encode, sae_latents
 
 TEMPLATE = "plotly_white"
 
 
-# ---- activations ---------------------------------------------------------------------------------
-@torch.no_grad()
-def collect_resid(model, hook_name: str, tokens: Int[Tensor, "n_seq seq"], *,
-                  batch_size: int = 32) -> Float[Tensor, "n_seq seq d_in"]:
-    """The activations at `hook_name` for every token (the model stops after the hook's layer)."""
-    out = [model_activations(model, hook_name, t.to(model.cfg.device)).reshape(t.shape[0], t.shape[1], -1)
-           for t in tokens.split(batch_size)]
-    return torch.cat(out)
-
-
-@torch.no_grad()
-def encode(sae, resid: Float[Tensor, "... d_in"], latents: int | list[int] | None = None, *,
-           chunk: int = 8192) -> Tensor:
-    """SAE activations of `resid` ([..., d_sae], or only `latents`), computed in chunks of tokens."""
-    flat = resid.reshape(-1, resid.shape[-1])
-    dev = sae.W_dec.device
-    parts = []
-    for x in flat.split(chunk):
-        a = sae.encode(x.to(dev, sae.W_dec.dtype)).float()
-        parts.append((a if latents is None else a[:, latents]).cpu())
-    a = torch.cat(parts)
-    tail = () if isinstance(latents, int) else (a.shape[-1],)
-    return a.reshape(*resid.shape[:-1], *tail)
-
-
+# ---- compute -------------------------------------------------------------------------------------
 def vocab_strings(model) -> list[str]:
     """Every token id as the text it stands for (byte-level BPE tokens decoded one at a time)."""
     tok = model.tokenizer
     return [tok.decode([i]) for i in range(model.cfg.d_vocab)]
 
 
-# ---- compute -------------------------------------------------------------------------------------
 class TopExample(NamedTuple):
     """One top activating example: a window of context around the token where the latent peaked."""
 
@@ -150,54 +124,6 @@ def compute_activation_histogram(latent_acts: Tensor, bins: int = 30) -> Histogr
     return Histogram(edges.tolist(), counts.long().tolist(), on.numel() / a.numel(), a.numel())
 
 
-def search_latents(acts: Float[Tensor, "... d_sae"], baseline: Float[Tensor, "... d_sae"] | None = None,
-                   k: int = 10) -> tuple[list[int], list[float]]:
-    """Search by behaviour: the k latents with the largest mean activation on `acts`' tokens,
-    minus their mean on `baseline` tokens if given (so latents that fire everywhere drop out)."""
-    score = acts.reshape(-1, acts.shape[-1]).float().mean(0)
-    if baseline is not None:
-        score = score - baseline.reshape(-1, baseline.shape[-1]).float().mean(0)
-    v, i = score.topk(k)
-    return i.tolist(), v.tolist()
-
-
-class InterpretableLatents(NamedTuple):
-    """What `find_interpretable_latents` returns: the latents shown, and where each peaks."""
-
-    latents: list[int]
-    """The latents, strongest first (by their maximum activation)."""
-    values: Float[Tensor, "n_latents n_examples"]
-    """Each latent's largest activations, descending."""
-    positions: Int[Tensor, "n_latents n_examples 2"]
-    """(sequence, position) of each of those activations."""
-
-
-@torch.no_grad()
-def find_interpretable_latents(sae, model, prompts: Int[Tensor, "n_seq seq"], *, n_latents: int = 10,
-                               n_examples: int = 5, acts: Tensor | None = None) -> InterpretableLatents:
-    """The seed's exercise: per latent its max-activating tokens (BOS skipped); the `n_latents` latents
-    with the largest maximum activation, each with its top `n_examples` (sequence, position)s."""
-    if acts is None:
-        acts = encode(sae, collect_resid(model, sae_hook_name(sae), prompts))
-    a = acts[:, 1:].reshape(-1, acts.shape[-1]).float()               # [tokens d_sae], BOS dropped
-    top = a.topk(n_examples, dim=0)                                    # [n_examples d_sae]
-    latents = top.values[0].topk(n_latents).indices                    # by max activation
-    seq_len = acts.shape[1] - 1
-    idx = top.indices[:, latents].T                                    # [n_latents n_examples]
-    pos = torch.stack([idx // seq_len, idx % seq_len + 1], dim=-1)
-    return InterpretableLatents(latents.tolist(), top.values[:, latents].T.contiguous(), pos)
-
-
-def concept_precision_recall(acts: Float[Tensor, "tokens d_sae"], labels: Tensor, threshold: float = 0.0
-                             ) -> tuple[Float[Tensor, "d_sae"], Float[Tensor, "d_sae"]]:
-    """Per latent, treating `act > threshold` as predicting the concept: precision P(label | fires)
-    and recall P(fires | label). A latent that never fires has precision 0."""
-    fires = (acts.reshape(-1, acts.shape[-1]) > threshold).float()
-    y = torch.as_tensor(labels).reshape(-1).float()
-    tp = y @ fires                                                     # [d_sae]
-    return tp / fires.sum(0).clamp_min(1), tp / y.sum().clamp_min(1)
-
-
 @dataclass
 class LatentDashboard:
     """Everything a dashboard shows about one latent."""
@@ -215,9 +141,7 @@ def compute_dashboard(model, sae, tokens: Int[Tensor, "n_seq seq"], latent: int,
     """All three parts for `latent` on `tokens` (pass `resid` or `latent_acts` to skip the model run)."""
     vocab = vocab or vocab_strings(model)
     if latent_acts is None:
-        if resid is None:
-            resid = collect_resid(model, sae_hook_name(sae), tokens)
-        latent_acts = encode(sae, resid, latent)
+        latent_acts = sae_latents(model, sae, tokens, latent) if resid is None else encode(sae, resid, latent)
     return LatentDashboard(latent, compute_top_activations(latent_acts, tokens, vocab, k),
                            compute_logit_attribution(sae, model, latent, vocab=vocab),
                            compute_activation_histogram(latent_acts[:, 1:]), title)
@@ -325,51 +249,3 @@ def render_dashboard(d: LatentDashboard) -> DashboardPanel:
               f'<div style="color:#555">max activation {max_act:.2f} · fires on {100 * h.density:.3g}% '
               f"of {h.n_tokens} tokens</div>")
     return DashboardPanel(header, fig, render_top_examples(d.top_examples))
-
-
-# ---- the browser ---------------------------------------------------------------------------------
-def latent_browser(model, sae, tokens: Int[Tensor, "n_seq seq"], *, resid: Tensor | None = None,
-                   latent: int = 0, k: int = 10):
-    """An ipywidgets browser: choose a latent (number box) to see its dashboard, or type a prompt
-    to see the latents most active on it (pick one from the list to open its dashboard)."""
-    import ipywidgets as w
-    from IPython.display import HTML, display
-
-    vocab = vocab_strings(model)
-    hook = sae_hook_name(sae)
-    resid = collect_resid(model, hook, tokens) if resid is None else resid
-    latent_box = w.BoundedIntText(value=latent, min=0, max=sae.W_dec.shape[0] - 1, description="latent")
-    prompt_box = w.Text(placeholder="type a prompt and press Enter", description="prompt",
-                        continuous_update=False, layout=w.Layout(width="60%"))
-    found = w.Dropdown(options=[], description="top latents")
-    out, prompt_out = w.Output(), w.Output()
-
-    def show(change=None):
-        out.clear_output(wait=True)
-        with out:
-            display(render_dashboard(compute_dashboard(model, sae, tokens, latent_box.value, resid=resid,
-                                                       vocab=vocab, k=k)))
-
-    def search(_=None):
-        if not prompt_box.value:
-            return
-        prompt_out.clear_output(wait=True)
-        ids = model.to_tokens(prompt_box.value)
-        acts = encode(sae, collect_resid(model, hook, ids))[0]  # [seq d_sae]
-        latents, scores = search_latents(acts[1:] if acts.shape[0] > 1 else acts, k=k)
-        found.options = [(f"{j}  (mean {s:.2f})", j) for j, s in zip(latents, scores)]
-        with prompt_out:
-            strs = [vocab[t] for t in ids[0].tolist()]
-            a = acts[:, latent_box.value].tolist()
-            display(HTML(f"<div style='font-family:monospace'>latent {latent_box.value} on the prompt: "
-                         f"{render_tokens(strs, a, vmax=max(max(a), 1e-6))}</div>"))
-
-    def pick(change):
-        if change["new"] is not None:
-            latent_box.value = change["new"]
-
-    latent_box.observe(show, names="value")
-    found.observe(pick, names="value")
-    prompt_box.observe(search, names="value")
-    show()
-    return w.VBox([w.HBox([latent_box, found]), prompt_box, prompt_out, out])

@@ -60,17 +60,24 @@ def rank_data(scores: Float[Tensor, "n d"]) -> Ranks:
     return Ranks(ranks.T, (t.pow(2) - 1).sum(-1))  # Σ_elements (t² − 1) = Σ_groups (t³ − t)
 
 
-def auroc(scores: Float[Tensor, "n ..."], labels: Bool[Tensor, "n"]) -> Float[Tensor, "..."]:
+def auroc(scores: Float[Tensor, "n ..."], labels: Bool[Tensor, "n"] | Int[Tensor, "n"]) -> Float[Tensor, "..."]:
     """Area under the ROC curve of each column as a detector of `labels`.
 
     AUROC = P(score of a random positive > score of a random negative) + ½ P(tie)
           = (R₊ − n₊(n₊ + 1)/2) / (n₊ n₋),   R₊ the sum of the positives' average ranks
     (the Mann–Whitney U statistic over n₊ n₋). 0.5 is chance; 1 a perfect detector.
+
+    This is the course's one AUROC. An empty class raises ValueError: AUROC compares the two
+    classes, so with one missing it is undefined, and a silent nan would travel into a table
+    or a ranking. A caller that tabulates many concepts decides what to record for one that is
+    absent (`utils.data.concept_latent_table` records nan).
     """
-    labels = labels.bool()
+    labels = labels.bool().reshape(-1)
     n_pos, n_neg = int(labels.sum()), int((~labels).sum())
     if n_pos == 0 or n_neg == 0:
-        raise ValueError("AUROC needs at least one positive and one negative example")
+        raise ValueError(f"AUROC needs at least one positive and one negative example; the labels have "
+                         f"{n_pos} positive and {n_neg} negative. Check the split (both classes on each "
+                         "side) and that the labels are the concept you meant.")
     flat = scores.reshape(scores.shape[0], -1)
     ranks = rank_data(flat).ranks
     u = ranks[labels].sum(0) - n_pos * (n_pos + 1) / 2
@@ -262,23 +269,30 @@ def diff_of_means_probe(x: Float[Tensor, "n d"], labels: Bool[Tensor, "n"]) -> L
 
 
 def logistic_probe(x: Float[Tensor, "n d"], labels: Bool[Tensor, "n"], *, l2: float = 1e-2,
-                   steps: int = 200, seed: int = 0) -> LinearProbe:
-    """L2-regularised logistic regression on standardised features, fitted with L-BFGS.
+                   steps: int = 200, balanced: bool = False) -> LinearProbe:
+    """L2-regularised logistic regression on standardised features, fitted with L-BFGS from zero.
 
     Loss = mean BCE + l2 · ‖w‖². Standardising makes l2 mean the same for every site and model.
+    `balanced` weights each class to half the loss, for rare concepts (a probe for a label on
+    3% of tokens would otherwise learn mostly to say "no"). The course's one logistic probe: the
+    capstone's baseline and the world's per-concept probes (`utils.data.linear_probe_auroc`).
     """
     x = x.float()
     mean, scale = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / scale
     y = labels.float()
-    torch.manual_seed(seed)
+    weight = None
+    if balanced:
+        pos = y.mean().clamp(1e-6, 1 - 1e-6)
+        weight = torch.where(y > 0, 0.5 / pos, 0.5 / (1 - pos))
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros((), requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y) + l2 * w.pow(2).sum()
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(z @ w + b, y, weight=weight)
+        loss = bce + l2 * w.pow(2).sum()
         loss.backward()
         return loss
 

@@ -7,6 +7,7 @@ averages over every element instead; it is kept exactly as the seed wrote it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -81,6 +82,19 @@ def l0_penalty(
     return StepSTE.apply(pre_acts, threshold, bandwidth).sum(-1).mean()
 
 
+# What `train_sae(..., aux_loss_fn=...)` and `TopKSAE.loss_terms` take: chapter 05's signature.
+AuxLossFn = Callable[[Tensor, Tensor, Tensor, Tensor, int], Tensor]  # (residual, pre_acts, W_dec, dead, k_aux)
+
+
+def top_dead(pre_acts: Float[Tensor, "... d_sae"], dead: Bool[Tensor, "d_sae"], k_aux: int) -> Any:
+    """AuxK's selection: per token, the min(k_aux, n_dead) largest pre-activations among dead latents.
+
+    Returns torch's (values, indices) pair, both [tokens min(k_aux, n_dead)].
+    """
+    z = pre_acts.reshape(-1, pre_acts.shape[-1]).masked_fill(~dead, -torch.inf)
+    return z.topk(min(k_aux, int(dead.sum())), dim=-1, sorted=False)
+
+
 def auxk_loss(
     residual: Float[Tensor, "... d_in"],
     pre_acts: Float[Tensor, "... d_sae"],
@@ -101,11 +115,10 @@ def auxk_loss(
     with a negative coefficient.
     Returns 0 when nothing is dead; scaling by min(n_dead/k_aux, 1) and α is the caller's.
     """
-    n_dead = int(dead.sum())
-    if n_dead == 0:
+    if not dead.any():
         return pre_acts.new_zeros(())
-    z = pre_acts.reshape(-1, pre_acts.shape[-1]).masked_fill(~dead, -torch.inf)
-    top = z.topk(min(k_aux, n_dead), dim=-1, sorted=False)
+    top = top_dead(pre_acts, dead, k_aux)
     values = top.values.relu() if relu else top.values
-    e_hat = torch.zeros_like(z).scatter_(-1, top.indices, values) @ W_dec
-    return (residual.reshape(-1, residual.shape[-1]).detach() - e_hat).pow(2).sum(-1).mean()
+    z = pre_acts.reshape(-1, pre_acts.shape[-1])
+    e_hat = torch.zeros_like(z).scatter(-1, top.indices, values) @ W_dec
+    return reconstruction_loss(residual.reshape(-1, residual.shape[-1]).detach(), e_hat)

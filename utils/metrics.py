@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import torch
 from jaxtyping import Float, Int
-from torch import Tensor
+from torch import Tensor, nn
 
-from utils.saes.base import SAE
+from utils.saes.base import SAE, count_fired
 
 
 def _flat(t: Tensor) -> Tensor:
@@ -28,10 +28,8 @@ def _flat(t: Tensor) -> Tensor:
 
 
 def l0(acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, ""]:
-    """Mean number of non-zero latents per token (also for sparse COO codes)."""
-    if acts.is_sparse:
-        return (acts._values() != 0).sum().float() / acts.shape[:-1].numel()
-    return (_flat(acts) != 0).float().sum(-1).mean()
+    """Mean number of non-zero latents per token."""
+    return count_fired(acts).sum() / acts.shape[:-1].numel()
 
 
 def mse(x: Float[Tensor, "... d_in"], x_hat: Float[Tensor, "... d_in"]) -> Float[Tensor, ""]:
@@ -57,13 +55,9 @@ def relative_reconstruction_bias(x: Float[Tensor, "... d_in"], x_hat: Float[Tens
     return (x_hat.pow(2).sum() / (x * x_hat).sum()).float()
 
 
-def firing_frequency(acts: Float[Tensor, "tokens d_sae"]) -> Float[Tensor, "d_sae"]:
+def firing_frequency(acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "d_sae"]:
     """Fraction of the given tokens on which each latent fires (the window is the tokens given)."""
-    if acts.is_sparse:
-        n = acts.shape[:-1].numel()
-        cols = acts._indices()[-1][acts._values() != 0]
-        return torch.bincount(cols, minlength=acts.shape[-1]).float() / n
-    return (_flat(acts) != 0).float().mean(0)
+    return count_fired(acts) / acts.shape[:-1].numel()
 
 
 def dead_fraction(freq: Float[Tensor, "d_sae"]) -> float:
@@ -77,22 +71,21 @@ def dense_fraction(freq: Float[Tensor, "d_sae"], threshold: float = 0.1) -> floa
 
 
 @torch.no_grad()
-def evaluate(sae: SAE, x: Float[Tensor, "tokens d_in"], batch_size: int = 4096) -> dict[str, float]:
+def evaluate(sae: SAE | nn.Module, x: Float[Tensor, "tokens d_in"], batch_size: int = 4096) -> dict[str, float]:
     """Every reconstruction and sparsity metric on a fixed set of tokens, as a plain dict."""
     was_training = sae.training
     sae.eval()
     x = _flat(x)
-    x_hat, fired, nnz = [], torch.zeros(sae.cfg.d_sae, device=x.device), 0.0
+    x_hat, fired = [], torch.zeros(sae.cfg.d_sae, device=x.device)
     for xb in x.split(batch_size):
         acts = sae.encode(xb)
         x_hat.append(sae.decode(acts))
-        fired += (acts != 0).sum(0)
-        nnz += float((acts != 0).sum())
+        fired += count_fired(acts)
     sae.train(was_training)
     x_hat = torch.cat(x_hat)
     freq = fired / x.shape[0]
     return {
-        "l0": nnz / x.shape[0],
+        "l0": float(fired.sum()) / x.shape[0],
         "mse": float(mse(x, x_hat)),
         "explained_variance": float(explained_variance(x, x_hat)),
         "explained_variance_about_zero": float(explained_variance_about_zero(x, x_hat)),
@@ -125,7 +118,7 @@ class DownstreamLoss(NamedTuple):
     """(mean − spliced) / (mean − clean): the stricter baseline."""
 
 
-def splice_hook(sae: SAE, *, with_error: bool = False):
+def splice_hook(sae: SAE | nn.Module, *, with_error: bool = False):
     """A TransformerLens hook replacing an activation by the SAE's reconstruction.
 
     `with_error=True` adds back the error term x − x̂, which must reproduce the clean model
@@ -147,7 +140,7 @@ def _per_token_ce(model, tokens: Tensor, hooks: list) -> Tensor:
 
 
 @torch.no_grad()
-def downstream_loss(model, sae: SAE, tokens: Int[Tensor, "batch seq"], hook_name: str, *, batch_size: int = 16,
+def downstream_loss(model, sae: SAE | nn.Module, tokens: Int[Tensor, "batch seq"], hook_name: str, *, batch_size: int = 16,
                     mean_act: Float[Tensor, "d_in"] | None = None, n_boot: int = 1000, ci: float = 0.95,
                     seed: int = 0) -> DownstreamLoss:
     """Cross-entropy of `model` on `tokens` clean, with `sae` spliced in at `hook_name`, and ablated."""
@@ -185,19 +178,3 @@ def downstream_loss(model, sae: SAE, tokens: Int[Tensor, "batch seq"], hook_name
         frac_recovered_zero=(z - s) / (z - c) if z != c else float("nan"),
         frac_recovered_mean=(m - s) / (m - c) if m != c else float("nan"),
     )
-
-
-# ---- baseline -------------------------------------------------------------------------------------
-def random_dictionary_baseline(d_in: int, d_sae: int, k: int, *, x: Float[Tensor, "n d_in"] | None = None,
-                               seed: int = 0) -> SAE:
-    """A TopK SAE with random unit-norm directions, encoder = decoderᵀ, b_dec = mean of `x`.
-
-    Nothing is learned: compare a trained SAE with this at the same L0 (k) and width before
-    crediting it with structure (random baselines score surprisingly well: Korznikov et al. 2026).
-    """
-    from utils.saes.topk import TopKConfig, TopKSAE
-
-    sae = TopKSAE(TopKConfig(d_in=d_in, d_sae=d_sae, k=k, init_seed=seed))
-    if x is not None:
-        sae.init_b_dec_(_flat(x).float().mean(0))
-    return sae.eval()

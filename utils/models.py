@@ -19,12 +19,15 @@ from pathlib import Path
 
 import torch
 
+from utils.runtime import get_profile
+
 ASSETS = Path(__file__).resolve().parent / "assets"
 VARIANTS = ("relu", "gated", "jumprelu", "topk")
 HUB_HOST = ("huggingface.co", 443)
 
 # GPU profile: (release, sae_id) per variant, at (or equivalent to) GPT-2 small's layer-8 input.
 GPU_MODEL = "gpt2-small"
+GPU_HOOK = "blocks.8.hook_resid_pre"
 GPU_SAES = {
     "relu": ("gpt2-small-res-jb", "blocks.8.hook_resid_pre"),
     "topk": ("gpt2-small-resid-post-v5-32k", "blocks.7.hook_resid_post"),  # = resid_pre of block 8
@@ -33,14 +36,6 @@ GPU_SAES = {
 
 class CourseOfflineError(RuntimeError):
     """A hub resource was asked for without network; the message names the offline alternative."""
-
-
-def _profile(profile: str | None) -> str:
-    if profile is not None:
-        return profile
-    from utils.runtime import get_profile
-
-    return get_profile()
 
 
 def hub_reachable(timeout: float = 1.5) -> bool:
@@ -62,8 +57,9 @@ def _offline(what: str) -> CourseOfflineError:
     )
 
 
-def _from_hub(what: str, fn, *args, **kwargs):
-    """Call a hub-downloading `fn`; a missing network becomes a CourseOfflineError."""
+def from_hub(what: str, fn, *args, **kwargs):
+    """Call a hub-downloading `fn(*args, **kwargs)`; a missing network becomes a CourseOfflineError
+    naming `what` (e.g. "the GPT-2 tokenizer") and the offline alternative."""
     if not hub_reachable():
         raise _offline(what)
     try:
@@ -97,8 +93,8 @@ def load_tokenizer(profile: str | None = None, *, root: str | Path | None = None
     """The tokenizer: GPT-2's on `gpu`, else the course's byte-level BPE (offline)."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    if _profile(profile) == "gpu":
-        return _from_hub("the GPT-2 tokenizer", AutoTokenizer.from_pretrained, "gpt2")
+    if get_profile(profile) == "gpu":
+        return from_hub("the GPT-2 tokenizer", AutoTokenizer.from_pretrained, "gpt2")
     return PreTrainedTokenizerFast.from_pretrained(str(_need(Path(root or assets_dir()) / "tokenizer")))
 
 
@@ -116,8 +112,8 @@ def load_model(profile: str | None = None, *, device: str | torch.device | None 
     from sae_lens import HookedSAETransformer
     from safetensors.torch import load_file
 
-    if _profile(profile) == "gpu":
-        return _from_hub("GPT-2 small", HookedSAETransformer.from_pretrained, GPU_MODEL,
+    if get_profile(profile) == "gpu":
+        return from_hub("GPT-2 small", HookedSAETransformer.from_pretrained, GPU_MODEL,
                          device=str(device or "cuda"))
     root = Path(root or assets_dir())
     cfg = tiny_lm_config(root)
@@ -126,6 +122,12 @@ def load_model(profile: str | None = None, *, device: str | torch.device | None 
     model.load_state_dict(load_file(_need(root / "model" / "model.safetensors")), strict=False)
     model.to(cfg.device).eval()
     return model
+
+
+def hook_name(profile: str | None = None) -> str:
+    """The hook the profile's SAEs read: GPT-2 small's `blocks.8.hook_resid_pre` on `gpu`, the
+    shipped SAEs' site (recorded in the manifest) otherwise."""
+    return GPU_HOOK if get_profile(profile) == "gpu" else manifest()["hook_name"]
 
 
 def sae_dir(variant: str, root: str | Path | None = None) -> Path:
@@ -142,7 +144,7 @@ def load_sae(variant: str = "topk", profile: str | None = None, *,
 
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    if _profile(profile) == "gpu":
+    if get_profile(profile) == "gpu":
         if variant not in GPU_SAES:
             raise ValueError(
                 f"SAELens has no pretrained GPT-2 small {variant} SAE; use one of "
@@ -150,7 +152,7 @@ def load_sae(variant: str = "topk", profile: str | None = None, *,
                 "for the course's shipped one."
             )
         release, sae_id = GPU_SAES[variant]
-        return _from_hub(f"the SAE {release}/{sae_id}", SAE.from_pretrained, release=release,
+        return from_hub(f"the SAE {release}/{sae_id}", SAE.from_pretrained, release=release,
                          sae_id=sae_id, device=str(device or "cuda"))
     return SAE.load_from_disk(str(sae_dir(variant, root)), device=str(device or "cpu"))
 

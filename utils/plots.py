@@ -12,6 +12,8 @@ import torch
 from plotly.subplots import make_subplots
 from torch import Tensor
 
+from utils.detection import auroc
+
 TEMPLATE = "plotly_white"
 
 
@@ -199,7 +201,7 @@ def null_histogram(
 
 
 def roc_curves(curves: Mapping[str, tuple[Tensor, Tensor]], *, title: str = "ROC on the held-out claims") -> go.Figure:
-    """ROC curve of each named (scores, labels) pair; the legend gives the AUROC."""
+    """ROC curve of each named (scores, labels) pair; the legend gives the AUROC (`utils.detection.auroc`)."""
     fig = go.Figure()
     for name, (scores, labels) in curves.items():
         s, y = scores.detach().float().cpu(), labels.bool().cpu()
@@ -209,7 +211,7 @@ def roc_curves(curves: Mapping[str, tuple[Tensor, Tensor]], *, title: str = "ROC
         last = torch.cat([s[1:] != s[:-1], torch.tensor([True])])  # one point per distinct threshold
         tpr = torch.cat([torch.zeros(1), tp[last] / y.sum()])
         fpr = torch.cat([torch.zeros(1), fp[last] / (~y).sum()])
-        area = torch.trapezoid(tpr, fpr).item()
+        area = auroc(s, y).item()  # the area under these points (ties are diagonal steps)
         fig.add_trace(go.Scatter(x=fpr.tolist(), y=tpr.tolist(), mode="lines", name=f"{name} (AUROC {area:.3f})",
                                  hovertemplate="false positives %{x:.2f}<br>true positives %{y:.2f}<extra></extra>"))
     fig.add_shape(type="line", x0=0, y0=0, x1=1, y1=1, line=dict(dash="dot", color="grey"))

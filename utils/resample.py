@@ -3,7 +3,8 @@
 A latent is *dead* if it has not fired on any of the last N tokens (a fixed window; the
 threshold matters: a latent firing once per 10⁵ tokens is rare, not dead, and a 10⁴-token
 window would call it dead). AuxK (in `utils.saes.topk`) is the modern alternative to
-resampling; both are here so chapter 05 can compare them.
+resampling; chapter 05 compares them. The trainer calls `resample_dead_latents_`, or the
+function passed as `train_sae(..., resample_fn=...)` with the same signature.
 
 Resampling, as in "Towards Monosemanticity" (Neuron Resampling appendix):
   1. find latents that did not fire in the window;
@@ -22,17 +23,17 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from utils.saes.base import SAE
+from utils.saes.base import SAE, count_fired
 
 
 @torch.no_grad()
 def firing_counts(sae: SAE, x: Float[Tensor, "n d_in"], batch_size: int = 4096) -> Float[Tensor, "d_sae"]:
-    """How many of the inputs each latent fires on (acts != 0), in eval mode."""
+    """How many of the inputs each latent fires on (`count_fired`), encoded in batches, in eval mode."""
     was_training = sae.training
     sae.eval()
     counts = torch.zeros(sae.cfg.d_sae, device=x.device)
-    for i in range(0, x.shape[0], batch_size):
-        counts += (sae.encode(x[i : i + batch_size]) != 0).sum(0).to(counts.dtype)
+    for xb in x.split(batch_size):
+        counts += count_fired(sae.encode(xb))
     sae.train(was_training)
     return counts
 

@@ -64,8 +64,14 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
-def get_profile() -> str:
-    """`gpu` with CUDA, `cpu` otherwise, `fast` when COURSE_FAST=1; COURSE_PROFILE overrides."""
+def get_profile(profile: str | None = None) -> str:
+    """`profile` if given; else `gpu` with CUDA, `cpu` otherwise, `fast` when COURSE_FAST=1, and
+    COURSE_PROFILE overrides. Loaders take `profile=None` and resolve it here."""
+    if profile is not None:
+        if profile not in PROFILES:
+            raise CourseSetupError(f"profile={profile!r} is not a profile; use one of {', '.join(PROFILES)} "
+                                   "or None to choose automatically.")
+        return profile
     forced = os.environ.get("COURSE_PROFILE", "").strip().lower()
     if forced:
         if forced not in PROFILES:

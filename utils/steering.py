@@ -1,6 +1,6 @@
 """Steering and ablating SAE latents, and measuring what that does to a labelled concept.
 
-    hooks = [(sae_hook_name(sae), steering_hook(decoder_direction(sae, j), coeff=8.0))]
+    hooks = [(sae_hook_name(sae), steering_hook(decoder_direction(sae, j), coeff=8.0))]   # utils.activations
     base, steered = concept_probability(model, tokens, ids), concept_probability(model, tokens, ids, hooks)
     text = generate(model, "The cat", fwd_hooks=hooks)
 
@@ -28,16 +28,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from utils.activations import module_device
+
 Hook = tuple[str, Callable]
-
-
-def sae_hook_name(sae) -> str:
-    """The TransformerLens hook an SAE reads: SAELens keeps it in `cfg.metadata`, the course in `cfg`."""
-    meta = getattr(sae.cfg, "metadata", None)
-    name = getattr(meta, "hook_name", None) or getattr(sae.cfg, "hook_name", None)
-    if not name:
-        raise ValueError("this SAE does not record the hook it was trained on; pass hook_name explicitly")
-    return name
 
 
 def decoder_direction(sae, latent: int, *, normalize: bool = True) -> Float[Tensor, "d_in"]:
@@ -58,28 +51,32 @@ def steering_hook(direction: Float[Tensor, "d_in"], coeff: float, *, from_pos: i
 
 
 def ablation_hook(sae, latents: int | Sequence[int]) -> Callable:
-    """A hook that zeroes `latents` inside the SAE and keeps the SAE's error term (see module doc)."""
+    """A hook that zeroes `latents` inside the SAE and keeps the SAE's error term (see module doc).
+
+    The activation is encoded on the SAE's device, in its dtype, and returned on its own device and dtype."""
     idx = [latents] if isinstance(latents, int) else list(latents)
 
     def hook(act: Tensor, hook=None) -> Tensor:
-        x = act.float()
+        x = act.to(sae.W_dec.device, sae.W_dec.dtype)
         acts = sae.encode(x)
         ablated = acts.clone()
         ablated[..., idx] = 0.0
-        return (x - (sae.decode(acts) - sae.decode(ablated))).to(act.dtype)
+        return (x - (sae.decode(acts) - sae.decode(ablated))).to(act.device, act.dtype)
 
     return hook
 
 
 def clamp_hook(sae, latent: int, value: float) -> Callable:
-    """A hook that sets one latent to `value` inside the SAE (error term kept): Templeton et al.'s clamping."""
+    """A hook that sets one latent to `value` inside the SAE (error term kept): Templeton et al.'s clamping.
+
+    The activation is encoded on the SAE's device, in its dtype, and returned on its own device and dtype."""
 
     def hook(act: Tensor, hook=None) -> Tensor:
-        x = act.float()
+        x = act.to(sae.W_dec.device, sae.W_dec.dtype)
         acts = sae.encode(x)
         clamped = acts.clone()
         clamped[..., latent] = value
-        return (x + sae.decode(clamped) - sae.decode(acts)).to(act.dtype)
+        return (x + sae.decode(clamped) - sae.decode(acts)).to(act.device, act.dtype)
 
     return hook
 
@@ -112,11 +109,11 @@ def concept_token_ids(labelled, concept: str, *, min_count: int = 5, min_purity:
 @torch.no_grad()
 def concept_probability(model, tokens: Int[Tensor, "batch seq"], token_ids: Int[Tensor, "n"],
                         fwd_hooks: Iterable[Hook] = (), *, batch_size: int = 32) -> Float[Tensor, "batch seq"]:
-    """P(next token ∈ token_ids) at every position, with `fwd_hooks` attached."""
+    """P(next token ∈ token_ids) at every position, with `fwd_hooks` attached; on the CPU."""
     fwd_hooks = list(fwd_hooks)
     out = []
     for t in tokens.split(batch_size):
-        logits = model.run_with_hooks(t.to(model.cfg.device), fwd_hooks=fwd_hooks)
+        logits = model.run_with_hooks(t.to(module_device(model)), fwd_hooks=fwd_hooks)
         probs = logits.float().softmax(-1)
         out.append(probs[..., token_ids.to(probs.device)].sum(-1).cpu())
     return torch.cat(out)

@@ -5,8 +5,17 @@
     result.sae, result.history                                  # trained SAE (raw units), list of dicts
 
 The loop: forward → sum of losses → backward → `sae.before_optimizer_step_()` (gradient
-projection) → Adam step → `sae.after_optimizer_step_(out)` (renormalisation, firing counters,
+projection) → Adam step → `sae.after_optimizer_step_(firing)` (renormalisation, firing counters,
 thresholds) → resampling if due → log. Variant behaviour lives in those methods.
+
+A chapter trains with a student's code by passing it in, never by patching a module:
+
+    train_sae(sae, source, cfg, resample_fn=resample_dead_latents_)   # chapter 05: your resampler
+    train_sae(sae, source, cfg, aux_loss_fn=auxk_loss)                # chapter 05: your AuxK loss
+    train_sae(sae, source, cfg, encode_fn=gated_encode, loss_fn=...)  # chapter 04: your variants
+
+`TrainConfig(fast_kernels=True)` swaps the readable forward for `utils.saes.fast`'s kernels (same
+numbers, several times faster for TopK); it refuses student functions, which it would bypass.
 
 Inputs are rescaled so that E‖x‖² = 1 during training (dictionary_learning's convention;
 Anthropic and SAELens use E‖x‖ = √d_in), which makes coefficients, learning rates and the
@@ -18,10 +27,10 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -31,8 +40,13 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from utils import metrics
+from utils.activations import cache_activations, model_activations
+from utils.losses import AuxLossFn
 from utils.resample import resample_dead_latents_
-from utils.saes.base import SAE
+from utils.saes import fast
+from utils.saes.base import SAE, EncodeFn, LossFn
+
+ResampleFn = Callable[..., int]  # (sae, x, dead, *, optimizer, enc_scale, generator) -> how many resampled
 
 
 # ---- activation sources ------------------------------------------------------------------------
@@ -55,61 +69,29 @@ class TensorSource:
                 yield self.acts[order[i : i + B]] if self.shuffle else self.acts[i : i + B]
 
 
-def _stop_layer(hook_name: str) -> int | None:
-    m = re.match(r"blocks\.(\d+)\.", hook_name)
-    return int(m.group(1)) + 1 if m else None
-
-
-@torch.no_grad()
-def model_activations(model, hook_name: str, tokens: Int[Tensor, "batch seq"], *,
-                      drop_first: bool = False) -> Float[Tensor, "n d_in"]:
-    """The activations at `hook_name` for one batch of tokens, flattened to [batch·seq d_in]."""
-    store: list[Tensor] = []
-
-    def hook(act, hook):
-        store.append(act.detach())
-
-    model.run_with_hooks(tokens, fwd_hooks=[(hook_name, hook)], stop_at_layer=_stop_layer(hook_name),
-                         return_type=None)
-    act = store[0]
-    if drop_first:  # position 0 (BOS) is an attention sink with an outsized norm
-        act = act[:, 1:]
-    return act.reshape(-1, act.shape[-1]).float().cpu()
-
-
-def cache_activations(model, hook_name: str, token_batches: Iterable[Tensor], path: str | Path | None = None,
-                      *, drop_first: bool = False, dtype: torch.dtype = torch.float32) -> Tensor:
-    """Run every token batch once and stack the activations (saved to `path` if given)."""
-    acts = torch.cat([model_activations(model, hook_name, t, drop_first=drop_first).to(dtype)
-                      for t in token_batches])
-    if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save(acts, path)
-    return acts
-
-
 class HookActivationSource:
     """Activations streamed from a TransformerLens model's hook through a shuffled buffer.
 
     Tokens from one sequence are highly correlated, so batches are drawn from a buffer of
     `buffer_tokens` activations that is shuffled, half served, and refilled (SAELens'
     mixing buffer). With `cache_path`, activations are computed once, saved, and then
-    served from the (memory-mapped) file on every later run.
+    served from the (memory-mapped) file on every later run. Capture is `utils.activations`'
+    (the buffer lives on the CPU; the trainer moves each batch).
     """
 
     def __init__(self, model, hook_name: str, token_batches: Iterable[Int[Tensor, "batch seq"]], *,
                  batch_size: int = 4096, buffer_tokens: int = 65_536, shuffle: bool = True, seed: int = 0,
-                 drop_first: bool = False, cache_path: str | Path | None = None):
+                 drop_bos: bool = False, cache_path: str | Path | None = None):
         self.model, self.hook_name, self.token_batches = model, hook_name, token_batches
         self.batch_size, self.buffer_tokens = batch_size, max(buffer_tokens, 2 * batch_size)
-        self.shuffle, self.seed, self.drop_first = shuffle, seed, drop_first
+        self.shuffle, self.seed, self.drop_bos = shuffle, seed, drop_bos
         self.cache_path = None if cache_path is None else Path(cache_path)
 
     def __iter__(self) -> Iterator[Tensor]:
         if self.cache_path is not None:
             if not self.cache_path.exists():
                 cache_activations(self.model, self.hook_name, self.token_batches, self.cache_path,
-                                  drop_first=self.drop_first)
+                                  drop_bos=self.drop_bos)
             acts = torch.load(self.cache_path, mmap=True)
             yield from TensorSource(acts, self.batch_size, self.shuffle, self.seed)
             return
@@ -124,7 +106,7 @@ class HookActivationSource:
         buf = torch.empty(0, 0)
         B = self.batch_size
         for tokens in self.token_batches:
-            act = model_activations(self.model, self.hook_name, tokens, drop_first=self.drop_first)
+            act = model_activations(self.model, self.hook_name, tokens, drop_bos=self.drop_bos)
             buf = act if buf.numel() == 0 else torch.cat([buf, act])
             if buf.shape[0] >= self.buffer_tokens:
                 if self.shuffle:
@@ -163,6 +145,7 @@ class TrainConfig:
     batch_size: int = 4096  # only used when `source` is a plain tensor
     log_every: int = 50  # steps between history entries
     amp: bool = True  # bf16/fp16 autocast, on CUDA only
+    fast_kernels: bool = False  # the fused/sparse kernels of utils.saes.fast: same numbers, faster; no plug-ins
     seed: int = 0  # seed for resampling's draws
 
 
@@ -209,10 +192,24 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16 if bf16 else torch.float16), scaler
 
 
-def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, device: torch.device | str | None = None,
+def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, resample_fn: ResampleFn | None = None,
+              aux_loss_fn: AuxLossFn | None = None, encode_fn: EncodeFn | None = None,
+              loss_fn: LossFn | None = None, device: torch.device | str | None = None,
               progress: bool = True) -> TrainResult:
-    """Train `sae` on batches from `source` (a source above, any iterable of [batch d_in] tensors, or a tensor)."""
+    """Train `sae` on batches from `source` (a source above, any iterable of [batch d_in] tensors, or a tensor).
+
+    The pieces a chapter lets students write plug in here, each with the signature of the
+    library function it replaces:
+      resample_fn(sae, x, dead, *, optimizer, enc_scale, generator) -> int   (`resample_dead_latents_`,
+          called every `cfg.resample_every` steps)
+      aux_loss_fn(residual, pre_acts, W_dec, dead, k_aux) -> loss             (`losses.auxk_loss`: TopK's AuxK)
+      encode_fn(sae, x) -> (acts, pre_acts)                                    (the variant's `encode_with_pre`)
+      loss_fn(sae, x, x_hat, acts, pre_acts) -> {name: loss}                   (the variant's `loss_terms`)
+    They are used for training only: the returned SAE encodes with its own class's code.
+    """
     cfg = cfg or TrainConfig()
+    loss_fn = _check_plugins(sae, cfg, resample_fn, aux_loss_fn, encode_fn, loss_fn)
+    resample_fn = resample_fn or resample_dead_latents_
     device = torch.device(device) if device is not None else sae.device
     if isinstance(source, Tensor):
         source = TensorSource(source, cfg.batch_size)
@@ -258,8 +255,12 @@ def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, device: torch
         sae.sparsity_scale = min(1.0, (step + 1) / cfg.sparsity_warmup_steps) if cfg.sparsity_warmup_steps else 1.0
 
         with autocast:
-            out = sae.output(x)
-            loss = sum(out.losses.values())
+            if cfg.fast_kernels:
+                x_hat, losses, firing = fast.train_output(sae, x)
+            else:
+                out = sae.output(x, encode_fn=encode_fn, loss_fn=loss_fn)
+                x_hat, losses, firing = out.x_hat, out.losses, sae.firing(out.acts)
+            loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -274,7 +275,7 @@ def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, device: torch
             scaler.update()
         else:
             opt.step()
-        sae.after_optimizer_step_(out)
+        sae.after_optimizer_step_(firing)
         tokens += x.shape[0]
 
         if (cfg.resample_every and step > 0 and step % cfg.resample_every == 0
@@ -287,12 +288,12 @@ def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, device: torch
                     if b is None:
                         break
                     pool.append(b.to(device).float() * scale)
-                resample_dead_latents_(sae, torch.cat(pool), dead, optimizer=opt,
-                                       enc_scale=cfg.resample_enc_scale, generator=gen)
+                resample_fn(sae, torch.cat(pool), dead, optimizer=opt, enc_scale=cfg.resample_enc_scale,
+                            generator=gen)
                 last_resample = step
 
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            history.append(_log(step, tokens, opt, sae, x, out, loss, cfg, t0))
+            history.append(_log(step, tokens, opt, sae, x, x_hat, losses, firing, loss, cfg, t0))
             bar.set_postfix(loss=f"{history[-1]['loss']:.4g}", l0=f"{history[-1]['l0']:.1f}",
                             ev=f"{history[-1]['explained_variance']:.3f}", refresh=False)
 
@@ -301,9 +302,32 @@ def train_sae(sae: SAE, source, cfg: TrainConfig | None = None, *, device: torch
     return TrainResult(sae.eval(), history)
 
 
+def _check_plugins(sae: SAE, cfg: TrainConfig, resample_fn, aux_loss_fn, encode_fn, loss_fn) -> LossFn | None:
+    """Refuse plug-ins that would be silently ignored; returns the loss function to train with."""
+    given = {name: fn for name, fn in (("resample_fn", resample_fn), ("aux_loss_fn", aux_loss_fn),
+                                       ("encode_fn", encode_fn), ("loss_fn", loss_fn)) if fn is not None}
+    for name, fn in given.items():
+        if not callable(fn):
+            raise TypeError(f"{name} must be a function, got {type(fn).__name__}")
+    if resample_fn is not None and not cfg.resample_every:
+        raise ValueError("resample_fn is only called when resampling is on: set TrainConfig(resample_every=...)")
+    kernels = {k: v for k, v in given.items() if k != "resample_fn"}
+    if cfg.fast_kernels and kernels:
+        raise ValueError(f"TrainConfig(fast_kernels=True) runs the library's own kernels, which would bypass "
+                         f"{', '.join(kernels)}: train with fast_kernels=False to use your functions")
+    if aux_loss_fn is None:
+        return loss_fn
+    if loss_fn is not None:
+        raise ValueError("pass aux_loss_fn or loss_fn, not both: a loss_fn computes every term itself")
+    if not hasattr(sae, "aux_terms"):
+        raise ValueError(f"aux_loss_fn replaces the AuxK loss of TopK and BatchTopK SAEs; "
+                         f"{type(sae).__name__} has none (its losses: loss_fn)")
+    return partial(type(sae).loss_terms, aux_loss_fn=aux_loss_fn)
+
+
 @torch.no_grad()
-def _log(step, tokens, opt, sae, x, out, loss, cfg, t0) -> dict:
-    losses = {name: float(v) for name, v in out.losses.items()}
+def _log(step, tokens, opt, sae, x, x_hat, losses, firing, loss, cfg, t0) -> dict:
+    losses = {name: float(v) for name, v in losses.items()}
     return {
         "step": step,
         "tokens": tokens,
@@ -313,8 +337,8 @@ def _log(step, tokens, opt, sae, x, out, loss, cfg, t0) -> dict:
         "recon_loss": losses.get("recon", 0.0),
         "sparsity_loss": losses.get("sparsity", 0.0),
         "aux_loss": losses.get("aux", 0.0),
-        "l0": float(metrics.l0(out.acts)),
-        "explained_variance": float(metrics.explained_variance(x, out.x_hat.float())),
+        "l0": float(firing.l0),
+        "explained_variance": float(metrics.explained_variance(x, x_hat.float())),
         "dead_fraction": float(sae.dead_mask(cfg.dead_window_tokens).float().mean()),
         "time": time.perf_counter() - t0,
     }

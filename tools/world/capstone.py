@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from utils import capstone, detection, steering
+from utils.activations import sae_hook_name
 from utils.data.corpus import claim_split, load_dialogue_pairs
 
 from .cache import Cache, fingerprint
@@ -48,7 +49,7 @@ def _ablation(effect_top: float, effect_best: float, random: torch.Tensor) -> di
 
 def _split_figures(model, sae, records, batch, pooled, top, probe, controls, subsets) -> dict:
     """Detection and ablation on one split; `subsets` name masks over its pairs (e.g. by claim)."""
-    hook = steering.sae_hook_name(sae)
+    hook = sae_hook_name(sae)
     gap = capstone.behaviour_gap(model, batch)
     change = {"top": capstone.behaviour_gap(model, batch, [(hook, steering.ablation_hook(sae, top.tolist()))]) - gap,
               "best": capstone.behaviour_gap(model, batch, [(hook, steering.ablation_hook(sae, top[:1].tolist()))]) - gap}

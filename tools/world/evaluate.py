@@ -13,7 +13,7 @@ import torch
 
 from utils.data import corpus
 from utils.data.doc import CONCEPTS
-from utils.train import model_activations
+from utils.activations import encode, model_activations
 
 from .cache import Cache, fingerprint
 from .config import BuildConfig
@@ -41,7 +41,7 @@ def lm_loss(model, tokens: np.ndarray, batch: int = 32) -> float:
 def residuals(model, tokens: np.ndarray, hook_name: str, batch: int = 32) -> torch.Tensor:
     """[n_seq, seq, d_model] activations at `hook_name`."""
     t = torch.from_numpy(tokens)
-    return torch.cat([model_activations(model, hook_name, b).reshape(*b.shape, -1) for b in t.split(batch)])
+    return torch.cat([model_activations(model, hook_name, b, flatten=False) for b in t.split(batch)])
 
 
 def probe_scores(train_x, train_lt, test_x, test_lt) -> tuple[dict[str, float], dict[str, float]]:
@@ -76,17 +76,12 @@ def evaluate_lm(model, cfg: BuildConfig, stream, val, held, val_x, held_x, cache
 
 
 # --- the SAEs -----------------------------------------------------------------------------------
-@torch.no_grad()
-def _encode(sae, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([sae.encode(b) for b in x.split(8192)])
-
-
 def choose_concept_latents(acts: torch.Tensor, labels: torch.Tensor, *, min_precision: float = 0.9,
                            min_fires: int = 30, fractions=(0.0, 0.3, 0.6)) -> dict[str, tuple[int, float]]:
     """Chapter 06's reference choice: per concept, the latent and threshold (a fraction of the latent's
     maximum) with the best recall among those at precision >= `min_precision` firing on >= `min_fires`
     tokens of `acts` [tokens d_sae] (validation tokens); concepts with no such latent are left out."""
-    from utils.dashboards import concept_precision_recall
+    from utils.data.concepts import concept_precision_recall
 
     peak = acts.amax(0).clamp_min(1e-6)
     relative = acts / peak
@@ -104,10 +99,10 @@ def choose_concept_latents(acts: torch.Tensor, labels: torch.Tensor, *, min_prec
 
 def concept_recovery(sae, val_x, val, held_x, held) -> list[dict]:
     """Each concept's latent chosen on validation tokens, scored on held-out tokens (BOS excluded)."""
-    from utils.dashboards import concept_precision_recall
+    from utils.data.concepts import concept_precision_recall
 
     flat = (lambda x: x[:, 1:].reshape(-1, x.shape[-1]))  # noqa: E731
-    va, ha = _encode(sae, flat(val_x)), _encode(sae, flat(held_x))
+    va, ha = encode(sae, flat(val_x)), encode(sae, flat(held_x))
     vy = torch.from_numpy(val.labels[:, 1:].reshape(-1, len(CONCEPTS)))
     hy = torch.from_numpy(held.labels[:, 1:].reshape(-1, len(CONCEPTS)))
     rows = []

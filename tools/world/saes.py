@@ -10,7 +10,8 @@ import torch
 from tqdm.auto import tqdm
 
 from utils.data import corpus
-from utils.train import TrainResult, model_activations
+from utils.activations import model_activations
+from utils.train import TrainResult
 
 from .cache import Cache, fingerprint
 from .config import MODEL_NAME, BuildConfig, sae_plan

@@ -25,7 +25,8 @@ def _own_function_class(cls, name: str, methods=("forward", "backward")) -> None
 
 def _guarded(sae):
     """The SAE with its reference methods switched off: an answer must compute, not delegate."""
-    for method in ("encode_with_pre", "encode", "output", "forward", "loss_terms", "loss", "select"):
+    for method in ("encode_with_pre", "encode", "pre_activation", "output", "forward", "loss_terms", "loss",
+                   "select"):
         def refuse(*args, _m=method, **kwargs):
             fail(f"your answer calls `sae.{_m}`, the course's reference implementation: compute the "
                  "result yourself from the SAE's parameters; this answer scores zero.")

@@ -1,8 +1,8 @@
 """Visible checks for chapter 06 (SAELens, evaluation, dashboards, steering).
 
 Each compares the student's function with the course's reference (`utils.metrics`,
-`utils.dashboards`, `utils.steering`) on the same inputs and, when they differ, tests the
-mistakes students most often make so that the message can name one.
+`utils.dashboards`, `utils.latent_search`, `utils.steering`) on the same inputs and, when they
+differ, tests the mistakes students most often make so that the message can name one.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ import math
 
 import torch
 
+from utils import activations as ref_act
 from utils import dashboards as ref_dash
+from utils import latent_search as ref_search
 from utils import metrics as ref_metrics
 from utils import steering as ref_steer
+from utils.data import concept_precision_recall as ref_concept_precision_recall
 from utils.checks import assert_close, assert_own_code, fail
 
 PROMPT = "def mean(values):\n    total = sum(values)\n    return total / len(values)"
@@ -26,9 +29,9 @@ def _as_list(x) -> list:
 # ---- 1. SAELens -----------------------------------------------------------------------------------
 def check_top_latents(fn, model, sae) -> None:
     assert_own_code(fn)
-    hook = ref_steer.sae_hook_name(sae)
+    hook = ref_act.sae_hook_name(sae)
     ids = model.to_tokens(PROMPT)
-    acts = ref_dash.encode(sae, ref_dash.collect_resid(model, hook, ids))[0]      # [seq d_sae]
+    acts = ref_act.sae_latents(model, sae, ids)[0]                                 # [seq d_sae]
     want = acts[-1].topk(5)
     got = fn(model, sae, PROMPT, 5)
     if not (isinstance(got, tuple) and len(got) == 2):
@@ -71,13 +74,13 @@ class _SignedSAE(torch.nn.Module):
 
 def check_evaluate_sae(fn, model, sae, tokens) -> None:
     assert_own_code(fn)
-    hook = ref_steer.sae_hook_name(sae)
+    hook = ref_act.sae_hook_name(sae)
     tokens = tokens[:4]
     got = fn(sae, model, hook, tokens)
     for key in ("mse", "l0", "explained_variance"):
         if key not in got:
             fail(f"the returned dict needs the key {key!r} (it has {sorted(got)}).")
-    x_all = ref_dash.collect_resid(model, hook, tokens)
+    x_all = ref_act.cache_activations(model, hook, tokens, flatten=False, device=ref_act.module_device(sae))
     x = x_all[:, 1:].reshape(-1, x_all.shape[-1])
     want = ref_metrics.evaluate(sae, x)
     with torch.no_grad():
@@ -123,7 +126,7 @@ def check_downstream_loss(fn, model, sae, tokens) -> None:
     missing = [k for k in keys if k not in got]
     if missing:
         fail(f"the returned dict needs the keys {list(keys)}; missing {missing}.")
-    want = ref_metrics.downstream_loss(model, sae, tokens, ref_steer.sae_hook_name(sae), n_boot=10)
+    want = ref_metrics.downstream_loss(model, sae, tokens, ref_act.sae_hook_name(sae), n_boot=10)
     ref = {"clean": want.clean_ce, "spliced": want.spliced_ce, "zero_ablated": want.zero_ablated_ce,
            "mean_ablated": want.mean_ablated_ce, "recovered_zero": want.frac_recovered_zero,
            "recovered_mean": want.frac_recovered_mean}
@@ -156,9 +159,9 @@ def check_search_latents(fn) -> None:
     base = torch.rand(40, 12, generator=g) * 0.2
     base[:, 4] += 3.0
     got = fn(acts, base, 3)
-    want = ref_dash.search_latents(acts, base, 3)
+    want = ref_search.search_latents(acts, base, 3)
     lat = _as_list(got[0])
-    if lat == ref_dash.search_latents(acts, None, 3)[0] and lat != want[0]:
+    if lat == ref_search.search_latents(acts, None, 3)[0] and lat != want[0]:
         fail("latent 4 fires everywhere, on the baseline too: subtract each latent's mean activation on the "
              "baseline tokens from its mean on the prompts.")
     flat = acts.reshape(-1, 12)
@@ -169,7 +172,7 @@ def check_search_latents(fn) -> None:
              "baseline tokens, then the k largest.")
     assert_close(torch.tensor(_as_list(got[1])), torch.tensor(want[1]), "return the scores of those latents.")
     only = fn(acts, None, 2)
-    if _as_list(only[0]) != ref_dash.search_latents(acts, None, 2)[0]:
+    if _as_list(only[0]) != ref_search.search_latents(acts, None, 2)[0]:
         fail("with baseline=None, rank by the mean over the prompts alone.")
     print("search_latents ranks latents by behaviour correctly.")
 
@@ -252,7 +255,7 @@ def check_histogram(fn) -> None:
 def check_find_interpretable_latents(fn, sae, model, tokens) -> None:
     assert_own_code(fn)
     tokens = tokens[:8]
-    want = ref_dash.find_interpretable_latents(sae, model, tokens, n_latents=6, n_examples=3)
+    want = ref_search.find_interpretable_latents(sae, model, tokens, n_latents=6, n_examples=3)
     got = fn(sae, model, tokens, n_latents=6, n_examples=3)
     if len(got) != 3:
         fail("return (latents, values, positions).")
@@ -261,7 +264,7 @@ def check_find_interpretable_latents(fn, sae, model, tokens) -> None:
     if sorted(lat) == sorted(want.latents) and lat != want.latents:
         fail("the right latents, in the wrong order: strongest (largest maximum activation) first.")
     if lat != want.latents:
-        acts = ref_dash.encode(sae, ref_dash.collect_resid(model, ref_steer.sae_hook_name(sae), tokens))
+        acts = ref_act.sae_latents(model, sae, tokens)
         if lat == acts.reshape(-1, acts.shape[-1]).amax(0).topk(6).indices.tolist():
             fail("your ranking includes position 0 (BOS); leave it out, acts[:, 1:].")
         fail(f"latents {lat} should be {want.latents}: rank latents by their maximum activation over all "
@@ -281,14 +284,14 @@ def check_concept_precision_recall(fn) -> None:
     acts = torch.tensor([[0.0, 1.0, 0.5], [2.0, 0.0, 0.0], [3.0, 0.2, 0.0], [0.0, 0.0, 0.0]])
     labels = torch.tensor([True, True, False, False])
     p, r = fn(acts, labels)
-    want_p, want_r = ref_dash.concept_precision_recall(acts, labels)
+    want_p, want_r = ref_concept_precision_recall(acts, labels)
     if torch.allclose(torch.as_tensor(p, dtype=torch.float32), want_r) and not torch.allclose(want_p, want_r):
         fail("precision and recall are swapped: precision = P(label | latent fires), recall = P(fires | label).")
     assert_close(p, want_p, "precision per latent = (#tokens where it fires AND labelled) / (#tokens where it fires); "
                  "0 for a latent that never fires (clamp the denominator).")
     assert_close(r, want_r, "recall per latent = (#tokens where it fires AND labelled) / (#labelled tokens).")
     p2, _ = fn(acts, labels, threshold=0.6)
-    assert_close(p2, ref_dash.concept_precision_recall(acts, labels, 0.6)[0],
+    assert_close(p2, ref_concept_precision_recall(acts, labels, 0.6)[0],
                  "with a threshold, a latent 'fires' when its activation is > threshold.")
     print("concept_precision_recall is right.")
 
@@ -296,17 +299,15 @@ def check_concept_precision_recall(fn) -> None:
 def concept_scores(choice: dict, sae, model, tokens, labelled, *, chunk: int = 64) -> dict[str, dict]:
     """Precision, recall and number of firing tokens on `tokens` (BOS excluded) of each chosen (latent, threshold)
     for its concept."""
-    hook = ref_steer.sae_hook_name(sae)
     out = {}
     if not choice:
         return out
     items = {c: (v if isinstance(v, (tuple, list)) else (v, 0.0)) for c, v in choice.items()}
     latents = [int(v[0]) for v in items.values()]
-    acts = torch.cat([ref_dash.encode(sae, ref_dash.collect_resid(model, hook, t), latents)
-                      for t in tokens.split(chunk)])[:, 1:]
+    acts = ref_act.sae_latents(model, sae, tokens, latents, batch_size=chunk)[:, 1:]
     for i, (c, (j, thr)) in enumerate(items.items()):
         y = torch.as_tensor(labelled.label(c))[:, 1:]
-        p, r = ref_dash.concept_precision_recall(acts[..., i:i + 1], y, float(thr))
+        p, r = ref_concept_precision_recall(acts[..., i:i + 1], y, float(thr))
         out[c] = {"latent": int(j), "threshold": float(thr), "precision": float(p[0]), "recall": float(r[0]),
                   "fires": int((acts[..., i] > float(thr)).sum()), "positives": int(y.sum())}
     return out

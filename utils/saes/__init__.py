@@ -4,13 +4,15 @@
     sae = build_sae("topk", d_in=128, d_sae=1024, k=32)
     out = sae(x)                     # SAEOutput(x_hat, acts, losses); loss = sum(out.losses.values())
 
-`SAE_CLASSES` is the one place that maps a variant's name to its class.
+`SAE_CLASSES` is the one place that maps a variant's name to its class. The variant files are
+the readable forms; `utils.saes.fast` holds the opt-in training kernels (`TrainConfig(fast_kernels=True)`).
 """
 
-from utils.saes.base import SAE, SAEConfig, SAEOutput
+from utils.saes.base import SAE, Firing, SAEConfig, SAEOutput, count_fired, fired_any
+from utils.saes.baselines import random_dictionary_baseline
 from utils.saes.gated import GatedConfig, GatedSAE, SeedGatedConfig, SeedGatedSAE
 from utils.saes.jumprelu import JumpReLUConfig, JumpReLUSAE, JumpReLUSTE, jump_relu, jumprelu
-from utils.saes.relu import ReLUConfig, ReLUSAE, SeedReLUConfig, SeedSparseAutoencoder
+from utils.saes.relu import ReLUConfig, ReLUSAE, SeedReLUConfig, SeedSAE, SeedSparseAutoencoder
 from utils.saes.topk import BatchTopKConfig, BatchTopKSAE, TopKConfig, TopKSAE
 
 SAE_CLASSES: dict[str, type[SAE]] = {
@@ -42,8 +44,9 @@ def build_sae(variant: str, **cfg) -> SAE:
 
 
 __all__ = [
-    "SAE", "SAEConfig", "SAEOutput", "SAE_CLASSES", "build_sae", "variant_name",
-    "ReLUConfig", "ReLUSAE", "SeedReLUConfig", "SeedSparseAutoencoder",
+    "SAE", "SAEConfig", "SAEOutput", "SAE_CLASSES", "build_sae", "variant_name", "Firing", "count_fired", "fired_any",
+    "random_dictionary_baseline",
+    "ReLUConfig", "ReLUSAE", "SeedReLUConfig", "SeedSAE", "SeedSparseAutoencoder",
     "GatedConfig", "GatedSAE", "SeedGatedConfig", "SeedGatedSAE",
     "JumpReLUConfig", "JumpReLUSAE", "JumpReLUSTE", "jump_relu", "jumprelu",
     "TopKConfig", "TopKSAE", "BatchTopKConfig", "BatchTopKSAE",

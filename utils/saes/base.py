@@ -7,14 +7,19 @@ auxiliary losses); the base owns everything the trainer touches, so the training
 branches on the architecture:
 
     out = sae.output(x); loss = sum(out.losses.values()); loss.backward()
-    sae.before_optimizer_step_(); opt.step(); sae.after_optimizer_step_(out)
+    sae.before_optimizer_step_(); opt.step(); sae.after_optimizer_step_(sae.firing(out.acts))
 
-Shapes use one vocabulary: `... d_in` for inputs (any leading dims), `d_sae` latents.
+This is the readable path, the one to read next to the papers. `utils.saes.fast` computes the
+same numbers faster for the trainer when asked (`TrainConfig(fast_kernels=True)`); it hands the
+trainer a `Firing` summary instead of the code, so nothing outside it sees its internal formats.
+
+Shapes use one vocabulary: `... d_in` for inputs (any leading dims), `d_sae` latents. They are
+checked by jaxtyping + beartype under pytest (tests/conftest.py), not at run time.
 """
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import ClassVar, NamedTuple
 
@@ -24,17 +29,9 @@ from torch import Tensor, nn
 
 from utils import losses as L
 
-
-def shape_checked(fn):
-    """jaxtyping + beartype shape checks under pytest only (STYLE.md, "Shapes"); free otherwise."""
-    if "pytest" not in sys.modules:
-        return fn
-    try:
-        from beartype import beartype
-        from jaxtyping import jaxtyped
-    except ImportError:  # beartype is a dev dependency
-        return fn
-    return jaxtyped(typechecker=beartype)(fn)
+# A student's (or any) replacement for a variant's own pieces, as `output` and the trainer take them.
+EncodeFn = Callable[["SAE", Tensor], tuple[Tensor, Tensor]]  # (sae, x) -> (acts, pre_acts)
+LossFn = Callable[["SAE", Tensor, Tensor, Tensor, Tensor], dict]  # (sae, x, x_hat, acts, pre_acts) -> terms
 
 
 @dataclass(kw_only=True)
@@ -51,14 +48,52 @@ class SAEConfig:
 
 
 class SAEOutput(NamedTuple):
-    """What `SAE.output` returns: the reconstruction, the code, and the loss terms."""
+    """What `SAE.output` (and so `forward`) returns: the reconstruction, the code, and the loss terms."""
 
     x_hat: Float[Tensor, "... d_in"]
     """Reconstruction of the input."""
     acts: Float[Tensor, "... d_sae"]
-    """Latent activations (the sparse code); zero means "not firing"."""
+    """Latent activations (the sparse code, stored dense); zero means "not firing"."""
     losses: dict[str, Tensor]
     """Scalar loss terms whose sum is the training loss: "recon", and per variant "sparsity", "aux"."""
+
+
+def count_fired(acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "d_sae"]:
+    """On how many tokens each latent fires. "Fires" means acts != 0 (a code may be negative).
+
+    The one definition of firing: `metrics.firing_frequency`, `metrics.evaluate`, resampling's
+    `firing_counts` and the training logs' L0 count with it; `fired_any` is its cheap "> 0" form.
+    """
+    return (acts.reshape(-1, acts.shape[-1]) != 0).float().sum(0)
+
+
+def fired_any(acts: Float[Tensor, "... d_sae"]) -> Bool[Tensor, "d_sae"]:
+    """count_fired(acts) > 0, in two plain reductions and no [tokens d_sae] temporary (every step)."""
+    flat = acts.reshape(-1, acts.shape[-1])
+    return (flat.amax(0) > 0) | (flat.amin(0) < 0)
+
+
+class Firing(NamedTuple):
+    """How the latents fired on one training batch: all the firing counters, the logged L0 and
+    BatchTopK's threshold need, in plain dense form. The readable path builds it from its dense
+    code (`SAE.firing`); the fast path from its own, so no sparse format leaves utils/saes/fast.py."""
+
+    fired: Bool[Tensor, "d_sae"]
+    """Latents that fired on at least one token of the batch."""
+    n_tokens: int
+    """Tokens in the batch."""
+    n_active: Float[Tensor, ""] | None = None
+    """Non-zero entries of the batch's code, when the path knows it for free (else `l0` counts `acts`)."""
+    acts: Float[Tensor, "... d_sae"] | None = None
+    """The dense code, so that `l0` counts it only when asked (the logs ask every `log_every` steps)."""
+    min_active: Float[Tensor, ""] | None = None
+    """The smallest positive activation, for variants that ask for it (BatchTopK)."""
+
+    @property
+    def l0(self) -> Float[Tensor, ""]:
+        """Mean number of latents firing per token."""
+        n_active = self.n_active if self.n_active is not None else count_fired(self.acts).sum()
+        return n_active / self.n_tokens
 
 
 class SAE(nn.Module):
@@ -124,6 +159,10 @@ class SAE(nn.Module):
         self.b_enc.mul_(s)
 
     # ---- the model -----------------------------------------------------------------------
+    def pre_activation(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
+        """z = (x − b_dec) W_enc + b_enc: the encoder's affine map, before the activation function."""
+        return (x - self.b_dec) @ self.W_enc + self.b_enc
+
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
         """(acts, pre_acts): the code and the pre-activation the variant's losses need."""
         raise NotImplementedError
@@ -131,7 +170,6 @@ class SAE(nn.Module):
     def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
         return self.encode_with_pre(x)[0]
 
-    @shape_checked
     def decode(self, acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
         return acts @ self.W_dec + self.b_dec
 
@@ -139,10 +177,18 @@ class SAE(nn.Module):
         """Σ_b ‖x − x̂‖² / batch; variants add "sparsity" and "aux" terms."""
         return {"recon": L.reconstruction_loss(x, x_hat)}
 
-    def output(self, x: Float[Tensor, "... d_in"]) -> SAEOutput:
-        """Reconstruction, code and loss terms: what `forward` returns and the trainer uses."""
-        acts, pre_acts = self.encode_with_pre(x)
+    def output(self, x: Float[Tensor, "... d_in"], *, encode_fn: EncodeFn | None = None,
+               loss_fn: LossFn | None = None) -> SAEOutput:
+        """Reconstruction, code and loss terms: what `forward` returns and the trainer uses.
+
+        `encode_fn(sae, x) -> (acts, pre_acts)` and `loss_fn(sae, x, x_hat, acts, pre_acts) -> terms`
+        stand in for the variant's `encode_with_pre` and `loss_terms`: how a chapter trains an SAE
+        with a student's functions (`train_sae(..., encode_fn=...)`) without touching the class.
+        """
+        acts, pre_acts = encode_fn(self, x) if encode_fn is not None else self.encode_with_pre(x)
         x_hat = self.decode(acts)
+        if loss_fn is not None:
+            return SAEOutput(x_hat, acts, loss_fn(self, x, x_hat, acts, pre_acts))
         return SAEOutput(x_hat, acts, self.loss_terms(x, x_hat, acts, pre_acts))
 
     def forward(self, x: Float[Tensor, "... d_in"]) -> SAEOutput:
@@ -171,27 +217,27 @@ class SAE(nn.Module):
         G.sub_((G * W).sum(-1, keepdim=True) * W)
 
     # ---- training hooks (the trainer calls these; variants extend them) ----------------------
+    @torch.no_grad()
+    def firing(self, acts: Float[Tensor, "... d_sae"]) -> Firing:
+        """Summarise a training batch's code for `after_optimizer_step_` and the logs."""
+        acts = acts.detach()
+        return Firing(fired_any(acts), acts.shape[:-1].numel(), acts=acts)
+
     def before_optimizer_step_(self) -> None:
         if self.cfg.unit_norm_decoder:
             self.project_decoder_grad_()
 
     @torch.no_grad()
-    def after_optimizer_step_(self, out: SAEOutput) -> None:
+    def after_optimizer_step_(self, firing: Firing) -> None:
         if self.cfg.unit_norm_decoder:
             self.normalize_decoder_()
-        self.update_firing_(out.acts)
+        self.update_firing_(firing)
 
     @torch.no_grad()
-    def update_firing_(self, acts: Float[Tensor, "... d_sae"]) -> None:
-        n_tokens = acts.shape[:-1].numel()
-        self.tokens_since_fired += n_tokens
-        if acts.is_sparse:  # sparse codes (TopK with sparse decoding): the latents listed are the candidates
-            fired = acts._indices()[-1][acts._values() != 0]
-            self.tokens_since_fired[fired] = 0.0
-        else:
-            flat = acts.reshape(n_tokens, -1)
-            # nonzero somewhere in the batch; amax/amin are single fast passes, (flat != 0).any(0) is not
-            self.tokens_since_fired.masked_fill_((flat.amax(0) > 0) | (flat.amin(0) < 0), 0.0)
+    def update_firing_(self, firing: Firing) -> None:
+        """Advance every latent's silence counter by the batch, and restart those that fired."""
+        self.tokens_since_fired += firing.n_tokens
+        self.tokens_since_fired.masked_fill_(firing.fired, 0.0)
 
     def dead_mask(self, window_tokens: float) -> Bool[Tensor, "d_sae"]:
         """Latents that have not fired in the last `window_tokens` training tokens."""

@@ -29,7 +29,8 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from utils import losses as L
-from utils.saes.base import SAE, SAEConfig, shape_checked
+from utils.saes.base import SAE, SAEConfig
+from utils.saes.relu import SeedSAE
 
 
 @dataclass(kw_only=True)
@@ -63,10 +64,6 @@ class GatedSAE(SAE):
         acts = (pi_gate > 0).to(pi_mag.dtype) * F.relu(pi_mag)
         return acts, pi_gate
 
-    @shape_checked
-    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        return self.encode_with_pre(x)[0]
-
     def loss_terms(self, x, x_hat, acts, pre_acts):
         gate_acts = F.relu(pre_acts)
         via_gate = gate_acts @ self.W_dec.detach() + self.b_dec.detach()
@@ -78,16 +75,14 @@ class GatedSAE(SAE):
 
     @torch.no_grad()
     def reinit_latents_(self, idx, dec_dirs, enc_dirs) -> None:
-        self.W_dec[idx] = dec_dirs
-        self.W_enc[:, idx] = enc_dirs.T
-        for p in (self.b_gate, self.b_mag, self.r_mag):
-            p[idx] = 0.0
-        self.tokens_since_fired[idx] = 0.0
+        super().reinit_latents_(idx, dec_dirs, enc_dirs)  # W_dec, W_enc and b_enc (= b_gate)
+        self.b_mag[idx] = 0.0
+        self.r_mag[idx] = 0.0
 
     @torch.no_grad()
     def fold_input_scale_(self, c: float) -> None:
-        for p in (self.b_dec, self.b_gate, self.b_mag):
-            p.div_(c)
+        super().fold_input_scale_(c)  # b_dec and b_enc (= b_gate)
+        self.b_mag.div_(c)
 
     @torch.no_grad()
     def scale_encoder_(self, s: float) -> None:
@@ -103,12 +98,13 @@ class SeedGatedConfig(SAEConfig):
     unit_norm_decoder: bool = False  # the seed does not constrain its decoder
 
 
-class SeedGatedSAE(SAE):
+class SeedGatedSAE(SeedSAE):
     """The seed's gated SAE: f = σ(W_gate x) ⊙ ReLU(W_mag x), bias-free, decoded by a bias-free Linear.
 
     The seed writes `self.W_gate @ x` for a single vector; here W_gate and W_mag are
-    [d_sae d_in] as in the seed, applied to a batch as x W_gateᵀ. `forward` returns
-    `(reconstructed, latents)` like the seed. Not representable in SAELens.
+    [d_sae d_in] as in the seed, applied to a batch as x W_gateᵀ. The seed's `forward` returns
+    `(reconstructed, latents)`; this adapter returns the course's `SAEOutput`, whose
+    `x_hat, acts` are that pair. W_enc is a view of the magnitude encoder. Not representable in SAELens.
     """
 
     config_class = SeedGatedConfig
@@ -135,63 +131,19 @@ class SeedGatedSAE(SAE):
     def b_enc(self) -> Tensor:
         return self._zero
 
-    @property
-    def W_dec(self) -> Tensor:
-        return self.decoder.weight.T
-
-    @property
-    def b_dec(self) -> Tensor:
-        return self._zero_b_dec
-
-    def init_b_dec_(self, b) -> None:
-        """The seed's gated SAE has no decoder bias."""
-
-    def init_encoder_scale_(self, x) -> float:
-        """The seed's initialisation is kept as the seed wrote it."""
-        return 1.0
-
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
+        # Separate magnitude and gate (the seed's comments)
         gate = torch.sigmoid(x @ self.W_gate.T)
         magnitude = F.relu(x @ self.W_mag.T)
-        return gate * magnitude, gate
-
-    @shape_checked
-    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        return self.encode_with_pre(x)[0]
-
-    def decode(self, acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_in"]:
-        return self.decoder(acts)
-
-    def loss_terms(self, x, x_hat, acts, pre_acts):
-        return L.seed_loss_terms(x, x_hat, acts, self.cfg.l1_coeff, self.sparsity_scale)
-
-    def forward(self, x):
-        # Separate magnitude and gate
-        gate = torch.sigmoid(x @ self.W_gate.T)
-        magnitude = F.relu(x @ self.W_mag.T)
-        latents = gate * magnitude  # Element-wise product
-        return self.decoder(latents), latents
+        return gate * magnitude, gate  # Element-wise product
 
     @torch.no_grad()
     def reinit_latents_(self, idx, dec_dirs, enc_dirs) -> None:
-        self.decoder.weight[:, idx] = dec_dirs.T
-        self.W_mag[idx] = enc_dirs
+        super().reinit_latents_(idx, dec_dirs, enc_dirs)  # decoder and W_mag (b_enc is a constant zero)
         self.W_gate[idx] = enc_dirs
-        self.tokens_since_fired[idx] = 0.0
 
     @torch.no_grad()
     def fold_input_scale_(self, c: float) -> None:
         # Bias-free and positively homogeneous in x except for the gate σ(W_gate x), which is
         # scale dependent: undo the scale inside the gate instead.
         self.W_gate.mul_(c)
-
-    @torch.no_grad()
-    def normalize_decoder_(self) -> None:
-        w = self.decoder.weight
-        w.div_(w.norm(dim=0, keepdim=True).clamp_min(1e-8))
-
-    @torch.no_grad()
-    def project_decoder_grad_(self) -> None:
-        w, g = self.decoder.weight, self.decoder.weight.grad
-        if g is not None:
-            g.sub_((g * w).sum(0, keepdim=True) * w)

@@ -24,7 +24,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from utils import losses as L
-from utils.saes.base import SAE, SAEConfig, shape_checked
+from utils.saes.base import SAE, SAEConfig
 
 
 def jump_relu(x, threshold):
@@ -37,7 +37,8 @@ def jump_relu(x, threshold):
     return F.relu(x - threshold) * (x > threshold)
 
 
-def jumprelu(z: Float[Tensor, "... d_sae"], threshold: Float[Tensor, "d_sae"]) -> Float[Tensor, "... d_sae"]:
+def jumprelu(z: Float[Tensor, "... d_sae"], threshold: Float[Tensor, "d_sae"] | Float[Tensor, ""]
+             ) -> Float[Tensor, "... d_sae"]:
     """The paper's JumpReLU_θ(z) = z · H(z − θ) (Eq. 4), without gradients to θ."""
     return z * (z > threshold)
 
@@ -90,14 +91,10 @@ class JumpReLUSAE(SAE):
         return out
 
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
-        pre_acts = (x - self.b_dec) @ self.W_enc + self.b_enc  # [... d_sae]
+        pre_acts = self.pre_activation(x)  # [... d_sae]
         theta = self.threshold.to(pre_acts.dtype)
         acts = JumpReLUSTE.apply(pre_acts, theta, self.cfg.bandwidth) if self.training else jumprelu(pre_acts, theta)
         return acts, pre_acts
-
-    @shape_checked
-    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        return self.encode_with_pre(x)[0]
 
     def loss_terms(self, x, x_hat, acts, pre_acts):
         theta = self.threshold.to(pre_acts.dtype)
@@ -107,8 +104,8 @@ class JumpReLUSAE(SAE):
         }
 
     @torch.no_grad()
-    def after_optimizer_step_(self, out) -> None:
-        super().after_optimizer_step_(out)
+    def after_optimizer_step_(self, firing) -> None:
+        super().after_optimizer_step_(firing)
         # θ < 0 would let negative pre-activations through; project rather than clamp in the
         # graph, which would zero θ's gradient and pin it at 0 (SAELens does the same).
         self.threshold.clamp_(min=0.0)

@@ -11,70 +11,22 @@ easy tokens can use fewer latents and hard ones more, at the same mean L0. At in
 becomes a JumpReLU with one global threshold θ, the running mean of the smallest kept
 activation (Bussmann et al. §3), so a token's code no longer depends on its batch.
 
-Sparse decoding: with k ≪ d_sae, multiplying the mostly-zero [batch d_sae] code by W_dec
-wastes most of the decoder's forward and backward. With `sparse_decode`, the encoder's
-backward and the decoder touch only the selected latents (`embedding_bag`, as sparsify does),
-and in training mode `acts` comes back as a torch sparse COO tensor.
+This file is the dense, readable form. With k ≪ d_sae most of the decoder's work multiplies
+zeros; `utils.saes.fast` (the trainer's `TrainConfig(fast_kernels=True)`) computes the same training
+step touching only the selected latents, as sparsify does.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from functools import partial
 
 import torch
-import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from utils import losses as L
-from utils.saes.base import SAE, SAEConfig, SAEOutput, shape_checked
-
-
-class SparseCode(NamedTuple):
-    """Selected latents of a flat batch: token `rows[e]`, latent `cols[e]`, value `values[e]`."""
-
-    rows: Int[Tensor, "nnz"]
-    cols: Int[Tensor, "nnz"]
-    values: Float[Tensor, "nnz"]
-    offsets: Int[Tensor, "batch"]  # start of each token's entries (rows are sorted)
-
-
-def _sparse_weight_grad(cols: Tensor, offsets: Tensor, g: Tensor, dense: Tensor, n: int) -> Tensor:
-    """G[j] = Σ_{e: cols[e] = j} g[e] · dense[row(e)]  ([n d]) without a [nnz d] intermediate.
-
-    That sum is exactly the weight gradient of `embedding_bag(cols, W, offsets, g)` for an
-    upstream gradient `dense`, which torch computes with an index-add kernel.
-    """
-    W = torch.zeros(n, dense.shape[-1], dtype=dense.dtype, device=dense.device, requires_grad=True)
-    with torch.enable_grad():
-        out = F.embedding_bag(cols, W, offsets, mode="sum", per_sample_weights=g)
-        return torch.autograd.grad(out, W, dense)[0]
-
-
-class SparseEncode(torch.autograd.Function):
-    """Values of z = (x − b_dec) W_enc + b_enc at given (row, col) entries, with a sparse backward.
-
-    forward:  v[e] = z[rows[e], cols[e]]          (z itself is computed densely by the caller)
-    backward: ∂W_enc[:, j] = Σ_{e: cols[e]=j} g[e] (x − b_dec)[rows[e]],  ∂b_enc[j] = Σ_{e: cols[e]=j} g[e],
-              ∂b_dec = −W_enc ∂b_enc  (b_dec enters z only through x − b_dec)
-    So the encoder's backward costs O(nnz · d_in) instead of a dense [d_in d_sae] matmul.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x_cent: Tensor, b_dec: Tensor, W_enc: Tensor, b_enc: Tensor, values: Tensor,
-                cols: Tensor, offsets: Tensor) -> Tensor:
-        ctx.save_for_backward(x_cent, W_enc, cols, offsets)
-        return values.clone()
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor):
-        x_cent, W_enc, cols, offsets = ctx.saved_tensors
-        g = g.contiguous()
-        g_W = _sparse_weight_grad(cols, offsets, g, x_cent, W_enc.shape[1]).T
-        g_b_enc = torch.zeros(W_enc.shape[1], dtype=g.dtype, device=g.device).index_add_(0, cols, g)
-        g_b_dec = -(W_enc @ g_b_enc)
-        return None, g_b_dec, g_W, g_b_enc, None, None, None
+from utils.saes.base import SAE, Firing, SAEConfig
 
 
 @dataclass(kw_only=True)
@@ -85,7 +37,6 @@ class TopKConfig(SAEConfig):
     dead_tokens: int = 1_000_000  # a latent is dead for AuxK after this many tokens without firing (10M in Gao)
     auxk_normalize: bool = False  # divide AuxK by the residual's variance, as OpenAI's reference code does
     auxk_relu: bool = False  # ReLU on the dead latents' values in AuxK (OpenAI, sparsify); SAELens: raw
-    sparse_decode: bool = True  # decode with embedding_bag and a sparse encoder backward
 
 
 class TopKSAE(SAE):
@@ -94,18 +45,14 @@ class TopKSAE(SAE):
     config_class = TopKConfig
     cfg: TopKConfig
 
-    # ---- the dense form: what the equations say ------------------------------------------
     def select(self, pre_acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
+        """ReLU(TopK_k(z)): the k largest pre-activations of each token, the rest zero."""
         top = pre_acts.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre_acts).scatter(-1, top.indices, top.values.relu())
 
     def encode_with_pre(self, x: Float[Tensor, "... d_in"]) -> tuple[Tensor, Tensor]:
-        pre_acts = (x - self.b_dec) @ self.W_enc + self.b_enc  # [... d_sae]
+        pre_acts = self.pre_activation(x)  # [... d_sae]
         return self.select(pre_acts), pre_acts
-
-    @shape_checked
-    def encode(self, x: Float[Tensor, "... d_in"]) -> Float[Tensor, "... d_sae"]:
-        return self.encode_with_pre(x)[0]
 
     def k_aux(self) -> int:
         return self.cfg.k_aux if self.cfg.k_aux is not None else self.cfg.d_in // 2
@@ -124,61 +71,27 @@ class TopKSAE(SAE):
             scale = scale / (e - e.mean(0)).pow(2).sum(-1).mean().clamp_min(1e-12)
         return scale
 
-    def loss_terms(self, x, x_hat, acts, pre_acts):
-        terms = {"recon": L.reconstruction_loss(x, x_hat)}
+    def loss_terms(self, x, x_hat, acts, pre_acts, *, aux_loss_fn: L.AuxLossFn | None = None):
+        """‖x − x̂‖², and α·AuxK once some latents are dead (`aux_terms`)."""
+        return {"recon": L.reconstruction_loss(x, x_hat), **self.aux_terms(x, x_hat, pre_acts, aux_loss_fn)}
+
+    def aux_terms(self, x: Tensor, x_hat: Tensor, pre_acts: Tensor,
+                  aux_loss_fn: L.AuxLossFn | None = None) -> dict[str, Tensor]:
+        """{"aux": α · scale · AuxK} when some latents have been silent for `dead_tokens`, else {}.
+
+        `aux_loss_fn(residual, pre_acts, W_dec, dead, k_aux)` is the AuxK reconstruction loss
+        (default: `losses.auxk_loss`). The dead mask, k_aux and the scaling stay here, once: a
+        student's `auxk_loss` (chapter 05, via `train_sae(aux_loss_fn=...)`) and the fast path's
+        sparse kernel plug in at that one point.
+        """
         dead = self.dead_mask(self.cfg.dead_tokens)
         n_dead = int(dead.sum())
-        if n_dead and self.cfg.auxk_coeff:
-            res = (x - x_hat).detach()
-            aux = L.auxk_loss(res, pre_acts, self.W_dec, dead, self.k_aux(), relu=self.cfg.auxk_relu)
-            terms["aux"] = self.auxk_scale(n_dead, res) * aux
-        return terms
-
-    # ---- the sparse form: same numbers, O(k) decoder and encoder backward -------------------
-    def sparse_select(self, pre_acts: Float[Tensor, "batch d_sae"]) -> SparseCode:
-        """The k largest entries per token (ReLU applied), as a SparseCode."""
-        B, k = pre_acts.shape[0], self.cfg.k
-        top = pre_acts.topk(k, dim=-1, sorted=False)
-        rows = torch.arange(B, device=pre_acts.device).repeat_interleave(k)
-        offsets = torch.arange(0, B * k, k, device=pre_acts.device)
-        return SparseCode(rows, top.indices.reshape(-1), top.values.reshape(-1).relu(), offsets)
-
-    def sparse_output(self, x: Float[Tensor, "batch d_in"]) -> SAEOutput:
-        x_cent = x - self.b_dec
-        with torch.no_grad():
-            # Under autocast the matmul comes out in bf16/fp16; embedding_bag needs the code in
-            # W_dec's dtype (the selection itself tolerates the rounding, as in SAELens).
-            pre_acts = torch.addmm(self.b_enc, x_cent, self.W_enc).to(self.W_dec.dtype)  # [batch d_sae]
-            code = self.sparse_select(pre_acts)
-        values = SparseEncode.apply(x_cent.detach(), self.b_dec, self.W_enc, self.b_enc, code.values,
-                                    code.cols, code.offsets)
-        x_hat = F.embedding_bag(code.cols, self.W_dec, code.offsets, mode="sum", per_sample_weights=values)
-        x_hat = x_hat + self.b_dec
-        terms = {"recon": L.reconstruction_loss(x, x_hat)}
-        dead = self.dead_mask(self.cfg.dead_tokens)
-        n_dead = int(dead.sum())
-        if n_dead and self.cfg.auxk_coeff:
-            k_aux = min(self.k_aux(), n_dead)
-            with torch.no_grad():
-                aux = pre_acts.masked_fill_(~dead, -torch.inf).topk(k_aux, dim=-1, sorted=False)
-                cols = aux.indices.reshape(-1)
-                offsets = torch.arange(0, x.shape[0] * k_aux, k_aux, device=x.device)
-            # Raw values by default (SAELens), so latents with negative pre-activations still learn.
-            aux_vals = SparseEncode.apply(x_cent.detach(), self.b_dec, self.W_enc, self.b_enc,
-                                          aux.values.reshape(-1), cols, offsets)
-            if self.cfg.auxk_relu:
-                aux_vals = aux_vals.relu()
-            e_hat = F.embedding_bag(cols, self.W_dec, offsets, mode="sum", per_sample_weights=aux_vals)
-            res = (x - x_hat).detach()
-            terms["aux"] = self.auxk_scale(n_dead, res) * L.reconstruction_loss(res, e_hat)
-        acts = torch.sparse_coo_tensor(torch.stack([code.rows, code.cols]), values, pre_acts.shape,
-                                       check_invariants=False)
-        return SAEOutput(x_hat, acts, terms)
-
-    def output(self, x: Float[Tensor, "... d_in"]) -> SAEOutput:
-        if self.cfg.sparse_decode and self.training and x.ndim == 2:
-            return self.sparse_output(x)
-        return super().output(x)
+        if not (n_dead and self.cfg.auxk_coeff):
+            return {}
+        if aux_loss_fn is None:
+            aux_loss_fn = partial(L.auxk_loss, relu=self.cfg.auxk_relu)
+        res = (x - x_hat).detach()
+        return {"aux": self.auxk_scale(n_dead, res) * aux_loss_fn(res, pre_acts, self.W_dec, dead, self.k_aux())}
 
 
 @dataclass(kw_only=True)
@@ -197,35 +110,26 @@ class BatchTopKSAE(TopKSAE):
         # θ = EMA of the smallest kept activation; fp64 as SAELens, so tiny EMA steps register.
         self.register_buffer("threshold", torch.zeros((), dtype=torch.float64))
 
-    def _batch_top(self, pre_acts: Tensor) -> torch.return_types.topk:
-        flat = pre_acts.reshape(-1)
-        n = min(int(self.cfg.k * pre_acts.reshape(-1, pre_acts.shape[-1]).shape[0]), flat.numel())
-        return flat.relu().topk(n, sorted=False)
-
     def select(self, pre_acts: Float[Tensor, "... d_sae"]) -> Float[Tensor, "... d_sae"]:
         if not self.training:
             return pre_acts * (pre_acts > self.threshold.to(pre_acts.dtype))
-        top = self._batch_top(pre_acts)
-        return torch.zeros_like(pre_acts).reshape(-1).scatter(0, top.indices, top.values).reshape(pre_acts.shape)
-
-    def sparse_select(self, pre_acts: Float[Tensor, "batch d_sae"]) -> SparseCode:
-        B, d_sae = pre_acts.shape
-        top = self._batch_top(pre_acts)
-        order = top.indices.sort().indices  # group entries by token for embedding_bag
-        flat_idx, values = top.indices[order], top.values[order]
-        rows, cols = flat_idx // d_sae, flat_idx % d_sae
-        offsets = torch.zeros(B, dtype=torch.long, device=pre_acts.device)
-        offsets[1:] = torch.bincount(rows, minlength=B).cumsum(0)[:-1]
-        return SparseCode(rows, cols, values, offsets)
+        flat = pre_acts.relu().reshape(-1)
+        n_tokens = pre_acts.reshape(-1, pre_acts.shape[-1]).shape[0]
+        top = flat.topk(min(self.cfg.k * n_tokens, flat.numel()), sorted=False)
+        return torch.zeros_like(flat).scatter(0, top.indices, top.values).reshape(pre_acts.shape)
 
     @torch.no_grad()
-    def after_optimizer_step_(self, out: SAEOutput) -> None:
-        super().after_optimizer_step_(out)
-        vals = out.acts._values() if out.acts.is_sparse else out.acts.reshape(-1)
-        vals = vals[vals > 0]
-        if vals.numel():
+    def firing(self, acts: Float[Tensor, "... d_sae"]) -> Firing:
+        """Also the smallest kept activation, which the inference threshold tracks."""
+        smallest = acts.detach().masked_fill(acts <= 0, torch.inf).amin()
+        return super().firing(acts)._replace(min_active=smallest if smallest.isfinite() else None)
+
+    @torch.no_grad()
+    def after_optimizer_step_(self, firing: Firing) -> None:
+        super().after_optimizer_step_(firing)
+        if firing.min_active is not None:
             lr = self.cfg.threshold_lr
-            self.threshold.mul_(1 - lr).add_(lr * vals.min().double())
+            self.threshold.mul_(1 - lr).add_(lr * firing.min_active.double())
 
     @torch.no_grad()
     def fold_input_scale_(self, c: float) -> None:
