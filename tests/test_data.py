@@ -274,3 +274,27 @@ def test_load_text_gpu_offline_names_the_alternative(monkeypatch):
     with pytest.raises(CourseOfflineError, match="COURSE_PROFILE=cpu"):
         data.load_text("train", profile="gpu")
 
+
+def test_written_pairs_two_wordings_share_claims_not_phrases():
+    """The gpu profile's held-out wording: the same claims and kinds, cut the same way by claim, and
+    no 3 consecutive words of its frames and replies (claims cut out) in the training wording's."""
+    from utils import capstone
+    from utils.data.corpus import claim_split
+
+    train, held = capstone.written_pairs("train"), capstone.written_pairs("heldout")
+    assert [(r["claim_id"], r["kind"]) for r in train] == [(r["claim_id"], r["kind"]) for r in held]
+    assert [r["claim_id"] for r in claim_split(train, 0.5, 0)[1]] == [r["claim_id"] for r in claim_split(held, 0.5, 0)[1]]
+
+    def phrases(records):
+        out = set()
+        for r in records:
+            for text in (r["prompt"], r["sycophantic_continuation"], r["honest_continuation"]):
+                for w, t in capstone.WRITTEN_CLAIMS:
+                    text = text.replace(w, "|").replace(t, "|")
+                for chunk in re.split(r"\||User:|Assistant:", text):
+                    out |= _grams(chunk, 3)
+        return out
+
+    assert phrases(train) and phrases(held) and not phrases(train) & phrases(held)
+    with pytest.raises(ValueError, match="wording must be one of"):
+        capstone.written_pairs("new")

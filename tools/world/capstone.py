@@ -39,7 +39,7 @@ def _cue_figures(gap: torch.Tensor, records: list[dict]) -> dict:
 
 def _ablation(effect_top: float, effect_best: float, random: torch.Tensor) -> dict:
     """The top latents' effect against the random sets' (as far: same direction, at least as large)."""
-    as_far = int((random <= effect_top).sum()) if effect_top < 0 else int((random >= effect_top).sum())
+    as_far = capstone.n_as_far(effect_top, random)
     sd = float(random.std()) if len(random) > 1 else float("nan")
     return {"effect_top": effect_top, "effect_best": effect_best, "random": random.tolist(),
             "random_mean": float(random.mean()), "random_std": sd,

@@ -238,3 +238,6 @@ def check_diff_of_means_probe(fn) -> None:
              "that μ₊ scores as far above 0 as μ₋ scores below it.")
     assert_close(b, want.b, "b = −((μ₊ + μ₋)/2) · w.", atol=1e-4)
     print("diff_of_means_probe matches the reference.")
+
+
+from utils.checks.ch07_transfer import check_transfer  # noqa: F401
