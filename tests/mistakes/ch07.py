@@ -418,6 +418,4 @@ def diff_of_means_probe(x, labels):
             names=r"/2 is missing", subtle=True),
 ]
 
-from mistakes.ch07_transfer import MISTAKES as TRANSFER  # noqa: E402  (section 7, held-out wording)
-
-MISTAKES = SEED_RATIO + AUROC + COHENS_D + CORRECTIONS + LOGPROB + REMOVE + PROBE + TRANSFER
+MISTAKES = SEED_RATIO + AUROC + COHENS_D + CORRECTIONS + LOGPROB + REMOVE + PROBE
