@@ -75,7 +75,7 @@ grade: $(STAMP)  ## autograde grading/submitted/ -> grading/feedback/ and gradin
 	$(BIN)/python -m tools.grade $(GRADE_ARGS)
 
 assets: $(STAMP)  ## rebuild the offline world in utils/assets/ (up to an hour on a 2-core CPU)
-	$(BIN)/python -m utils.build_assets
+	$(BIN)/python -m tools.world
 
 bench: $(STAMP)  ## print the benchmarks' figures (each chapter's wait, trainer throughput, recovery, grading)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -205,3 +205,48 @@ def test_hooked_sae_transformer(variant, tmp_path):
     torch.testing.assert_close(with_sae, ours)
     assert (with_sae - clean).abs().max() > 1e-3  # the SAE really was spliced in
     torch.testing.assert_close(model(toks), clean)  # and removed afterwards
+
+
+# ---- what SAELens' runner records ------------------------------------------------------------------
+def test_saved_sae_carries_the_runner_metadata_and_feeds_saelens_activation_store(tmp_path):
+    """cfg.json holds what SAELens' runner writes about the training data; `ActivationsStore.from_sae`
+    needs `context_size` and `prepend_bos` from it, and SAELens' `run_evals` then measures the SAE
+    on the store's activations as the course does on the same ones."""
+    import datasets
+    from sae_lens.evals import EvalConfig, run_evals
+    from sae_lens.training.activation_scaler import ActivationScaler
+    from sae_lens.training.activations_store import ActivationsStore
+
+    from utils.interop import RUNNER_METADATA
+
+    model = tiny_lm(d_model=16, n_ctx=12, sae_transformer=True)
+    hook = "blocks.0.hook_resid_post"
+    sae = _prepared("topk", d_in=16, d_sae=32)
+    save_saelens(sae, tmp_path / "sae", hook_name=hook, context_size=12, dataset_path="course-corpus")
+    meta = LensSAE.load_from_disk(str(tmp_path / "sae")).cfg.metadata
+    assert set(RUNNER_METADATA) <= set(meta.keys())
+    assert (meta.context_size, meta.prepend_bos, meta.dataset_path) == (12, True, "course-corpus")
+
+    lens = LensSAE.load_from_disk(str(tmp_path / "sae"))
+    rows = tokens(16, seq=12, d_vocab=50, seed=3)
+    store = ActivationsStore.from_sae(model, lens, datasets.Dataset.from_dict({"tokens": rows.tolist()}),
+                                      streaming=False, store_batch_size_prompts=8, n_batches_in_buffer=2,
+                                      train_batch_size_tokens=32, device="cpu")
+    cfg = EvalConfig(batch_size_prompts=8, n_eval_sparsity_variance_batches=2, compute_sparsity_metrics=True,
+                     compute_variance_metrics=True, n_eval_reconstruction_batches=0)
+    got, _ = run_evals(lens, store, model, ActivationScaler(), cfg, exclude_special_tokens=False)
+    with torch.no_grad():
+        _, cache = model.run_with_cache(rows, names_filter=hook)
+        x = cache[hook].reshape(-1, 16)
+    assert got["sparsity"]["l0"] == pytest.approx(float((sae.encode(x) != 0).sum(-1).float().mean()), rel=1e-5)
+    assert got["reconstruction_quality"]["explained_variance"] == pytest.approx(
+        metrics.evaluate(sae, x)["explained_variance"], abs=1e-4)
+
+
+def test_saved_sae_without_context_size_cannot_feed_an_activation_store(tmp_path):
+    from sae_lens.training.activations_store import ActivationsStore
+
+    save_saelens(_prepared("relu", d_in=16, d_sae=32), tmp_path / "sae", hook_name="blocks.0.hook_resid_post")
+    lens = LensSAE.load_from_disk(str(tmp_path / "sae"))
+    with pytest.raises(ValueError, match="context_size is required"):
+        ActivationsStore.from_sae(tiny_lm(d_model=16, sae_transformer=True), lens, "unused", streaming=False)

@@ -57,8 +57,29 @@ _EXPORT = {
 _IMPORT = {"standard": "relu", "gated": "gated", "jumprelu": "jumprelu", "topk": "topk"}
 
 
-def to_saelens(sae: SAE, *, hook_name: str | None = None, model_name: str | None = None):
-    """A `sae_lens` inference SAE with the same weights and the same outputs (in eval mode)."""
+# What SAELens' own runner records about the data an SAE was trained on (`LanguageModelSAERunner.
+# _set_sae_metadata` in sae_lens 6.54), with the runner's defaults. `ActivationsStore.from_sae` needs
+# `context_size` and `prepend_bos` from it; the rest says how to reproduce the training data.
+RUNNER_METADATA = {
+    "model_class_name": "HookedTransformer",
+    "hook_head_index": None,
+    "context_size": None,          # tokens per training sequence (required by from_sae)
+    "prepend_bos": True,           # whether each sequence starts with BOS (required by from_sae)
+    "dataset_path": "",            # where the training text came from
+    "seqpos_slice": (None,),
+    "model_from_pretrained_kwargs": {},
+    "exclude_special_tokens": False,
+    "sequence_separator_token": "bos",
+    "disable_concat_sequences": False,
+}
+
+
+def to_saelens(sae: SAE, *, hook_name: str | None = None, model_name: str | None = None, **metadata):
+    """A `sae_lens` inference SAE with the same weights and the same outputs (in eval mode).
+
+    `metadata` adds to what lands in `cfg.metadata`: the runner's fields (:data:`RUNNER_METADATA`,
+    e.g. ``context_size=128``) and anything else JSON-able.
+    """
     from sae_lens.registry import get_sae_class
     from sae_lens.saes.sae import SAEMetadata
 
@@ -68,21 +89,31 @@ def to_saelens(sae: SAE, *, hook_name: str | None = None, model_name: str | None
     arch, params = _EXPORT[type(sae)]
     lens_cls, lens_cfg_cls = get_sae_class(arch)
     extra = {"k": sae.cfg.k, "rescale_acts_by_decoder_norm": False} if arch == "topk" else {}
-    metadata = SAEMetadata(
+    meta = SAEMetadata(
         hook_name=hook_name or sae.cfg.hook_name, model_name=model_name or sae.cfg.model_name,
-        course_variant=variant_name(sae), course_cfg=asdict(sae.cfg),
+        course_variant=variant_name(sae), course_cfg=asdict(sae.cfg), **metadata,
     )
     lens = lens_cls(lens_cfg_cls(d_in=sae.cfg.d_in, d_sae=sae.cfg.d_sae, dtype="float32", device="cpu",
-                                 apply_b_dec_to_input=True, metadata=metadata, **extra))
+                                 apply_b_dec_to_input=True, metadata=meta, **extra))
     state = {name: t.detach().float().cpu().contiguous().clone() for name, t in params(sae).items()}
     lens.load_state_dict(state, strict=True)
     return lens.to(sae.device)
 
 
-def save_saelens(sae: SAE, path: str | Path, *, hook_name: str | None = None, model_name: str | None = None) -> Path:
-    """Write `sae` in SAELens' format (loadable with `sae_lens.SAE.load_from_disk(path)`)."""
+def save_saelens(sae: SAE, path: str | Path, *, hook_name: str | None = None, model_name: str | None = None,
+                 context_size: int | None = None, prepend_bos: bool = True, dataset_path: str = "",
+                 **metadata) -> Path:
+    """Write `sae` in SAELens' format (loadable with `sae_lens.SAE.load_from_disk(path)`).
+
+    The cfg.json carries what SAELens' runner writes about the training data
+    (:data:`RUNNER_METADATA`): give `context_size` (the training sequence length) so that
+    `ActivationsStore.from_sae(model, sae, dataset)` can stream activations for it. Extra
+    keywords go into `cfg.metadata` as well.
+    """
     path = Path(path)
-    to_saelens(sae, hook_name=hook_name, model_name=model_name).save_model(path)
+    runner = RUNNER_METADATA | {"context_size": context_size, "prepend_bos": prepend_bos,
+                                "dataset_path": dataset_path}
+    to_saelens(sae, hook_name=hook_name, model_name=model_name, **runner, **metadata).save_model(path)
     for f in path.iterdir():  # safetensors writes 0600: the grading sandbox's user must read them
         f.chmod(0o644)
     return path

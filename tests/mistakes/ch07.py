@@ -418,4 +418,6 @@ def diff_of_means_probe(x, labels):
             names=r"/2 is missing", subtle=True),
 ]
 
-MISTAKES = SEED_RATIO + AUROC + COHENS_D + CORRECTIONS + LOGPROB + REMOVE + PROBE
+from mistakes.ch07_transfer import MISTAKES as TRANSFER  # noqa: E402  (section 7, held-out wording)
+
+MISTAKES = SEED_RATIO + AUROC + COHENS_D + CORRECTIONS + LOGPROB + REMOVE + PROBE + TRANSFER

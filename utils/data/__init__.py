@@ -9,6 +9,14 @@
 The offline corpus mixes real text read from this Python's standard library (source files and
 the pydoc topics; never copied into the repository) with generated narration, science and
 dialogues whose concepts are labelled per token. See `utils.data.doc.CONCEPTS` for the labels.
+
+Splits. Documents: "train" (what the tokenizer, the LM and the SAEs learn from), "validation"
+and "heldout". Dialogue pairs (`load_dialogue_pairs`): the dialogues of each of those, plus
+"heldout_wording" — one pair for each "heldout" pair, about the same claim, but with every move
+(cues, claim, pushback, agreement, apology, correction, closers) written in a paraphrase family
+that no corpus document uses (`utils.data.wordings`). Chapter 07 splits pairs again by claim
+(`claim_split`): "heldout" tests new claims, "heldout_wording" new wordings of the same claims
+(training claims: wording alone; held-out claims: both).
 """
 
 from __future__ import annotations

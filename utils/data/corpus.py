@@ -34,7 +34,7 @@ def _generated(split: str, register: str, budget: int, seed: int) -> list[Doc]:
     make = {"past_narration": lambda r: registers.narration(r, "past"),
             "present_narration": lambda r: registers.narration(r, "present"),
             "science": registers.science,
-            "dialogue": lambda r: _dialogue_doc(r)}[register]
+            "dialogue": _dialogue_doc}[register]
     docs, n, i = [], 0, 0
     while n < budget:
         doc = make(random.Random(f"{seed}-{split}-{register}-{i}"))
@@ -186,21 +186,47 @@ def load_labelled_tokens(split: str = "heldout", seq_len: int = 128, *, n_seq: i
 
 
 # --- dialogue pairs -------------------------------------------------------------------------
+# Pair splits: the dialogues of each corpus split (written in the corpus's wording), and the
+# held-out-wording pairs, written in a paraphrase family no corpus document uses.
+HELDOUT_WORDING = "heldout_wording"
+PAIR_SPLITS = (*SPLITS, HELDOUT_WORDING)
+
+
 def load_dialogue_pairs(split: str = "heldout", seed: int = SEED, scale: float = 1.0) -> list[dict]:
     """Every dialogue of a split as a pair: one prompt, its sycophantic and honest continuation.
 
-    Each record: ``claim_id`` (split chapter-07 train/test by this), ``kind`` ("claim",
-    "pushback" or "opinion"), ``cues`` (pressure cues in the prompt), ``p_sycophantic`` (the
-    generator's probability of caving), ``prompt`` (ends with "Assistant:"),
-    ``sycophantic_continuation`` and ``honest_continuation`` (each starts with a space), and
-    ``sycophantic_in_corpus`` (which of the two the corpus document contains).
+    Splits (chapter 07 splits each again by claim with :func:`claim_split`):
+
+    - ``"train"``, ``"validation"``, ``"heldout"``: the dialogues of that corpus split, in the
+      corpus's wording (the LM trains on the first; chapter 07 works on the last);
+    - ``"heldout_wording"``: one pair for each pair of ``"heldout"``, about the same claim (so
+      :func:`claim_split` cuts both the same way), but with its own cues and every move written in
+      the held-out paraphrase family (`utils.data.wordings.HELDOUT`): no phrase of theirs occurs
+      in any corpus document, so neither the tokenizer, the LM nor the SAEs trained on it.
+
+    Each record: ``claim_id`` (split by this), ``kind`` ("claim", "pushback" or "opinion"),
+    ``wording`` ("train" or "heldout": the paraphrase family), ``cues`` (pressure cues in the
+    prompt), ``p_sycophantic`` (the generator's probability of caving), ``prompt`` (ends with
+    "Assistant:"), ``sycophantic_continuation`` and ``honest_continuation`` (each starts with a
+    space), and ``sycophantic_in_corpus`` (which of the two the generator wrote into the
+    document; held-out-wording documents are never part of the corpus).
     """
-    _check_split(split)
-    return [dict(d.meta["pair"]) for d in load_docs(split, seed, scale) if "pair" in d.meta]
+    if split not in PAIR_SPLITS:
+        raise ValueError(f"split must be one of {PAIR_SPLITS}, got {split!r}")
+    records = [dict(d.meta["pair"]) for d in load_docs(split if split in SPLITS else "heldout", seed, scale)
+               if "pair" in d.meta]
+    if split == HELDOUT_WORDING:  # one pair per held-out pair, about the same claim, in the held-out wording
+        records = [dialogues.dialogue(random.Random(f"{seed}-{split}-{i}"), "heldout", r["claim_id"])[1]
+                   for i, r in enumerate(records)]
+    return records
 
 
 def claim_split(records: list[dict], test_fraction: float = 0.5, seed: int = SEED) -> tuple[list[dict], list[dict]]:
-    """Split pair records by claim, so no claim appears on both sides: (train, test)."""
+    """Split pair records by claim, so no claim appears on both sides: (train, test).
+
+    Which claims are held out depends only on the set of claims in `records` and the seed, so
+    two splits about the same claims ("heldout" and "heldout_wording") are cut the same way.
+    """
     claims = sorted({r["claim_id"] for r in records})
     random.Random(f"claims-{seed}").shuffle(claims)
     test = set(claims[: round(len(claims) * test_fraction)])

@@ -10,14 +10,15 @@ that claims no particular cause. No reference implementation from the course lib
 
 `search` holds exercises 1–3 (the seed's ratio, AUROC, Cohen's d), `corrections` exercise 4
 (Bonferroni, Benjamini–Hochberg), `causal` exercises 5–7 (a reply's log-probability, removing
-latents, the difference-of-means probe).
+latents, the difference-of-means probe), `transfer` exercise 8 (the latents on held-out wording).
 """
 
 from utils.checks import CheckFailed, call, tensor_result  # the hidden tests call the answers through `call`
 from utils.checks.ch07.causal import check_continuation_logprob, check_diff_of_means_probe, check_remove_latents
 from utils.checks.ch07.corrections import check_corrections
 from utils.checks.ch07.search import check_auroc, check_cohens_d, check_seed_ratio_search
+from utils.checks.ch07.transfer import check_transfer
 
 __all__ = ["check_seed_ratio_search", "check_auroc", "check_cohens_d", "check_corrections",
-           "check_continuation_logprob", "check_remove_latents", "check_diff_of_means_probe",
+           "check_continuation_logprob", "check_remove_latents", "check_diff_of_means_probe", "check_transfer",
            "CheckFailed", "call", "tensor_result"]
