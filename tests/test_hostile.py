@@ -937,6 +937,55 @@ def test_guard_lets_honest_answers_use_what_the_chapter_hands_out():
     assert_zeroed(verdict, "test_firing_frequency", "utils.metrics:firing_frequency")
 
 
+
+def _names_something(pattern: str) -> bool:
+    """Whether an allowed-helper pattern (`module:qualified.name`, shell wildcards) still names
+    code of the library: the module imports and each part of the name is there (a `<locals>`
+    class is looked up among the enclosing function's nested code)."""
+    import fnmatch
+    import importlib
+    import inspect
+    import pkgutil
+    import types
+
+    mod_pat, _, qual = pattern.partition(":")
+    if "*" in mod_pat:
+        base = mod_pat.split("*")[0].rstrip(".")
+        pkg = importlib.import_module(base)
+        names = [base] + [m.name for m in pkgutil.walk_packages(pkg.__path__, base + ".")]
+        return any(fnmatch.fnmatchcase(n, mod_pat) and _names_something(f"{n}:{qual}") for n in names)
+    objs = [importlib.import_module(mod_pat)]
+    parts = qual.split(".")
+    for i, part in enumerate(parts):
+        if part == "<locals>":
+            continue
+        if parts[i - 1:i] == ["<locals>"]:  # a class or function defined inside the previous one
+            codes = [c for o in objs for c in getattr(getattr(inspect.unwrap(o), "__code__", None), "co_consts", ())
+                     if isinstance(c, types.CodeType)]
+            if not any(fnmatch.fnmatchcase(c.co_name, part) for c in codes):
+                return False
+            return True  # what a local class holds is only known when the function runs
+        objs = [getattr(o, n) for o in objs for n in dir(o) if fnmatch.fnmatchcase(n, part)]
+        if not objs:
+            return False
+    return True
+
+
+def test_every_allowed_helper_names_code_that_exists():
+    """An allow-list entry whose class or function was renamed or moved stops matching, and the
+    honest answers that use it would be zeroed as tampering: every entry must name real code."""
+    from tools.guard.spec import ALLOWED
+
+    stale = [f"{f.name}: {p}" for f in sorted(ALLOWED.glob("*.txt"))
+             for p in (ln.split("#", 1)[0].strip() for ln in f.read_text().splitlines()) if p
+             if not _names_something(p)]
+    assert not stale, "allow-list entries naming nothing (update tools/guard/allowed/, "\
+                      "or re-derive them with python -m tools.guard.trace):\n" + "\n".join(stale)
+    # the check can fail: the entry the checks' move broke before 4374b42
+    assert not _names_something("utils.checks.ch06:SignedSAE.*")
+    assert not _names_something("utils.checks.ch07:_TinySAE.*")
+    assert not _names_something("utils.checks.ch06:_signed_sae.<locals>.SignedSAEv2.*")
+
 # --------------------------------------------------------------------------------------------
 # the channel: nothing a notebook writes to it counts
 
