@@ -272,8 +272,9 @@ def test_shipped_sae_meets_the_bars_recomputed(shipped, variant):
     assert got["dead_fraction"] <= BAR_EVERY["dead_max"], got
 
 
-@pytest.mark.xfail(strict=True, reason="World 2 (the paraphrase-family corpus) misses it: the TopK SAE's EV is "
-                   "0.943 < 0.95 at L0 32 (the best of the four); a rebuild with a longer TopK run is needed")
+@pytest.mark.xfail(strict=True, reason="World 2 (the paraphrase-family corpus) misses issue 8's bar: the TopK SAE's "
+                   "EV is 0.944 < 0.95 at L0 32 (the best of the four, 5000 steps on 1.2M tokens); issue 8 ended "
+                   "blocked on it")
 def test_best_shipped_sae_meets_the_best_bar_as_recorded():
     man = models.manifest()
     best = [v for v in models.VARIANTS
@@ -297,9 +298,10 @@ def test_heldout_wording_token_ngrams_never_occur_in_the_lms_training_stream():
     n = 6
     seen = set(map(tuple, np.lib.stride_tricks.sliding_window_view(stream, n).tolist()))
     sentences = _heldout_sentences(corpus.load_dialogue_pairs("heldout_wording"))
-    grams = {tuple(ids[i:i + n]) for s in sentences for ids in [tok(" " + s)["input_ids"]]
-             for i in range(len(ids) - n + 1)}
-    assert len(grams) > 500
+    encoded = [tok(" " + s)["input_ids"] for s in sentences]
+    checked = [ids for ids in encoded if len(ids) >= n]
+    assert len(checked) >= len(encoded) / 2, "most sentences must be long enough to be checked at this n"
+    grams = {tuple(ids[i:i + n]) for ids in checked for i in range(len(ids) - n + 1)}
     assert not grams & seen, [tok.decode(list(g)) for g in sorted(grams & seen)][:20]
     # the same check finds the corpus's own wording everywhere
     own = _heldout_sentences(corpus.load_dialogue_pairs("heldout", scale=0.05))
@@ -393,3 +395,17 @@ def test_manifest_capstone_top_latent_auroc_is_what_the_chapter_measures(shipped
     assert float(got[0]) == pytest.approx(cap["heldout_wording"]["all"]["top_latent_auroc"], abs=0.02)
     for split in (cap["heldout_claims"], *cap["heldout_wording"].values()):
         assert len(split["ablation"]["random"]) >= 30
+
+
+def test_chapter_07_prints_the_capstone_figures_the_manifest_records():
+    """The table in chapter 07's "What the offline world measured" is the shipped manifest's (a rebuild
+    that changes the figures must change the text: `python -m tools.world --table` prints it)."""
+    import nbformat
+
+    from tools.world.capstone import table
+
+    ch = "07_capstone_sycophancy"
+    text = "\n".join(c.source for c in nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4).cells
+                     if c.cell_type == "markdown")
+    want = table(models.manifest()["capstone"])
+    assert want in text, f"chapter 07's table differs from the manifest's; it should read:\n{want}"

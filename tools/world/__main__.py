@@ -25,7 +25,16 @@ def main(argv: list[str] | None = None) -> None:
                     help="stop after this stage; `saes` retrains only the SAEs on the LM already built")
     ap.add_argument("--cache", default=None,
                     help="the build cache (default: .world-cache/ in the repository; for --mini, next to OUTDIR)")
+    ap.add_argument("--table", action="store_true",
+                    help="print chapter 07's table of the capstone figures from the shipped manifest, and stop")
     args = ap.parse_args(argv)
+    if args.table:
+        from utils.models import manifest
+
+        from .capstone import table
+
+        print(table(manifest()["capstone"]))
+        return
     torch.set_num_threads(max(1, min(torch.get_num_threads(), 2)))
     if args.mini:
         out, cfg, cache = Path(args.mini), mini_config(), args.cache

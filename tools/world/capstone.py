@@ -127,3 +127,29 @@ def evaluated_capstone(model, sae, cfg: BuildConfig, cache: Cache) -> dict:
                for s in ("heldout", "heldout_wording") for r in load_dialogue_pairs(s, cfg.seed, cfg.scale)
            ).encode(), dtype=np.uint8))}
     return cache.memo("capstone", key, lambda: evaluate_capstone(model, sae, cfg))
+
+
+
+SPLITS = (("held-out claims (training wording)", ("heldout_claims",)),
+          ("held-out wording (all)", ("heldout_wording", "all")),
+          ("— on training claims", ("heldout_wording", "training_claims")),
+          ("— on held-out claims", ("heldout_wording", "heldout_claims")))
+
+
+def _signed(x: float, digits: int) -> str:
+    return f"{x:+.{digits}f}".replace("-", "−")
+
+
+def table(cap: dict) -> str:
+    """The manifest's capstone figures as chapter 07 prints them ("What the offline world measured")."""
+    k, n = len(cap["top_latents"]), len(cap["heldout_claims"]["ablation"]["random"])
+    rows = [f"| split | pairs | top latent AUROC | top-{k} AUROCs | diff-of-means probe | ablating the top {k} "
+            f"(mean change in Δ) | {n} random sets | as far | Δ |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, path in SPLITS:
+        f = cap[path[0]] if len(path) == 1 else cap[path[0]][path[1]]
+        a = f["ablation"]
+        rows.append(f"| {name} | {f['n_pairs']} | {f['top_latent_auroc']:.3f} | {min(f['top_aurocs']):.2f}–"
+                    f"{max(f['top_aurocs']):.2f} | {f['probe_auroc']:.3f} | {_signed(a['effect_top'], 2)} | "
+                    f"{_signed(a['random_mean'], 3)} ± {a['random_std']:.3f} | {a['n_random_as_far']} of "
+                    f"{len(a['random'])} | {_signed(f['behaviour']['mean_logprob_diff'], 1)} |")
+    return "\n".join(rows)
