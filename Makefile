@@ -44,7 +44,7 @@ browser:  ## install Chromium for the real-browser test (Debian's package; needs
 	else echo "browser: chromium is missing and this is not root with apt-get; tests/test_browser.py will be skipped"; fi
 
 test: $(STAMP) browser  ## run the whole test suite (executes and autogrades every chapter)
-	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not gpu_rehearsal" -n 2 --dist loadgroup --durations=15
+	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not gpu_rehearsal" --durations=15
 
 test-gpu-profile: $(STAMP)  ## rehearse every chapter's gpu (Colab) code path on stand-ins, on the CPU and on meta
 	$(BIN)/python -m pytest -q -m gpu_rehearsal tests/test_gpu_profile.py

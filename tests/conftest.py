@@ -54,22 +54,3 @@ def copy_course(dest: Path) -> Path:
 @pytest.fixture
 def course(tmp_path) -> Path:
     return copy_course(tmp_path / "course")
-
-
-# `make test` runs on two pytest-xdist workers (--dist loadgroup). A file's tests share one worker,
-# so that its module-scoped fixtures (a graded class, a trained SAE, a loaded model) are built
-# once; the files whose tests are independent runs (a chapter each, a mistake each) spread over both.
-SPREAD = {"test_notebooks", "test_mistakes"}
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        module = item.module.__name__.rsplit(".", 1)[-1]
-        if module not in SPREAD:
-            item.add_marker(pytest.mark.xdist_group(module))
-
-
-if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:  # two workers on two cores: one thread each
-    import torch
-
-    torch.set_num_threads(1)
