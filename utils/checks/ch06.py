@@ -354,15 +354,15 @@ def check_downstream_loss(fn, model, sae, tokens) -> None:
         fail(f"mean_ablated = {got['mean_ablated']:.4f}, expected {want['mean_ablated']:.4f}: replace the activation by "
              "its mean over every token of the batch, one value per dimension (act.mean((0, 1))), broadcast to every "
              "position.")
-    _check_recovered(got)
     if _indistinguishable(got):  # the SAE costs (almost) nothing here: both fractions ≈ 1, a swap would not show
         d = sae.cfg.d_in
-        eye = torch.eye(d)
-        half = standard_sae(torch.cat([eye, -eye], 1), torch.zeros(2 * d), torch.cat([eye, -eye], 0) / 2,
-                            torch.zeros(d), like=sae)          # reconstructs x / 2: a costly SAE
-        _check_recovered(_float_dict(run(fn, model, half, tokens[:2], name="downstream_loss", hints=_CACHE_HINTS,
-                                         what="an SAE whose reconstruction is x / 2, on 2 sequences"),
+        keep = torch.eye(d)[:, : d // 2]                    # x̂ = x with its second half of dimensions zeroed:
+        costly = standard_sae(torch.cat([keep, -keep], 1), torch.zeros(2 * (d // 2)),   # a costly SAE (x / 2
+                              torch.cat([keep.T, -keep.T], 0), torch.zeros(d), like=sae)  # would not be: LayerNorm)
+        _check_recovered(_float_dict(run(fn, model, costly, tokens[:2], name="downstream_loss", hints=_CACHE_HINTS,
+                                         what="an SAE that keeps half of the dimensions, on 2 sequences"),
                                      keys, "downstream_loss"))
+    _check_recovered(got)
     print("downstream_loss matches: " + ", ".join(f"{k} {got[k]:.4f}" for k in keys))
 
 
