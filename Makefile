@@ -74,7 +74,7 @@ release: $(STAMP)  ## regenerate chapters/ from solutions/, naming the library c
 grade: $(STAMP)  ## autograde grading/submitted/ -> grading/feedback/ and grading/grades.csv
 	$(BIN)/python -m tools.grade $(GRADE_ARGS)
 
-assets: $(STAMP)  ## rebuild the offline world in utils/assets/ (up to an hour on a 2-core CPU)
+assets: $(STAMP)  ## rebuild the offline world in utils/assets/ (about 1 h 40 min cold on 2 cores; resumes from .world-cache/)
 	$(BIN)/python -m tools.world
 
 bench: $(STAMP)  ## print the benchmarks' figures (each chapter's wait, trainer throughput, recovery, grading)
