@@ -13,8 +13,11 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONDONTWRITEBYTECODE := 1
 CHAPTERS := $(notdir $(wildcard solutions/[0-9][0-9]_*))
 LAB_PORT ?= 8888
+# make test's pytest-xdist workers, one torch thread each (two threads per process on two shared
+# cores spin against each other); the grading runs inside it start their own kernels.
+TEST_WORKERS ?= 2
 
-.PHONY: help env lab test test-quick test-gpu-profile release grade assets bench gpu-check clean-grading browser
+.PHONY: help env lab test test-quick test-gpu-profile test-notebooks release grade assets bench gpu-check clean-grading browser
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,7 +47,11 @@ browser:  ## install Chromium for the real-browser test (Debian's package; needs
 	else echo "browser: chromium is missing and this is not root with apt-get; tests/test_browser.py will be skipped"; fi
 
 test: $(STAMP) browser  ## run the whole test suite (executes and autogrades every chapter)
-	COURSE_FAST=1 $(BIN)/python -m pytest -q -m "not gpu_rehearsal" --durations=15
+	COURSE_FAST=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile \
+		--no-loadscope-reorder -m "not gpu_rehearsal and not notebooks" --durations=15
+
+test-notebooks: $(STAMP)  ## every solutions/ chapter under nbval (make test runs each chapter in the mistakes harness and the grading pipeline instead)
+	COURSE_FAST=1 $(BIN)/python -m pytest -q -m notebooks tests/test_notebooks.py
 
 test-gpu-profile: $(STAMP)  ## rehearse every chapter's gpu (Colab) code path on stand-ins, on the CPU and on meta
 	$(BIN)/python -m pytest -q -m gpu_rehearsal tests/test_gpu_profile.py

@@ -24,6 +24,17 @@ REPO = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted(p.name for p in (REPO / "solutions").iterdir() if (p / f"{p.name}.ipynb").exists())
 
 
+# The modules that take longest (grading runs, the mistakes harness, a fresh install), first: under
+# `make test`'s two xdist workers (--dist loadfile, one module per worker at a time) they start at
+# once instead of leaving one worker alone with a long module at the end.
+LONGEST_FIRST = ("test_pipeline.py", "test_hostile.py", "test_mistakes.py", "test_runtime.py", "test_world.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 @pytest.fixture
 def unchecked_types():
     """Switch the runtime type checker off, for tests of the library's own friendly errors on bad

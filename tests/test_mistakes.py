@@ -25,12 +25,13 @@ MIN_PER_EXERCISE, MIN_SUBTLE = 5, 2
 
 
 @lru_cache(maxsize=None)
-def outcomes(module: str) -> dict:
-    """The runner's JSON for one chapter (one execution of its solution notebook)."""
+def outcomes(module: str, notebook: Path | None = None) -> dict:
+    """The runner's JSON for one chapter (one execution of its solution notebook, or `notebook`)."""
     out = Path(os.environ.get("PYTEST_TMPDIR", "/tmp")) / f"mistakes-{module}-{os.getpid()}.json"
     env = {**os.environ, "COURSE_FAST": "1"}
-    p = subprocess.run([sys.executable, str(REPO / "tests" / "mistakes" / "runner.py"), module, "--out", str(out)],
-                       env=env, capture_output=True, text=True, timeout=3600)
+    extra = ["--notebook", str(notebook)] if notebook else []
+    p = subprocess.run([sys.executable, str(REPO / "tests" / "mistakes" / "runner.py"), module, "--out", str(out),
+                        *extra], env=env, capture_output=True, text=True, timeout=3600)
     assert p.returncode == 0, p.stderr[-4000:]
     return json.loads(out.read_text())
 
@@ -66,7 +67,8 @@ def test_reference_answers_pass_in_the_harness(module):
     """The harness runs the chapter without errors and the reference answer passes every visible
     check and hidden test through the same steps as a mistake (so the harness cannot pass vacuously)."""
     r = outcomes(module)
-    assert not r["cell_errors"], r["cell_errors"]
+    assert not r["cell_errors"], f"{r['chapter']}: " + "; ".join(f"cell {e['cell']!r} raised {e['error'][:300]}"
+                                                              for e in r["cell_errors"])
     for test, s in r["solution"].items():
         assert s["answer"]["raised"] is None, (test, s["answer"])
         assert s["visible"]["raised"] is None, (test, s["visible"])
@@ -95,3 +97,23 @@ def test_mistake_is_caught_and_named(module, mistake):
     assert hid["raised"] is not None, "the hidden tests pass this mistake"
     assert hid["raised"] in ("AssertionError", "CheckFailed") and hid["message"].strip(), (
         f"hidden tests failed without a message of their own: {hid['raised']}: {hid['message'][:300]!r}")
+
+
+@pytest.mark.slow
+def test_a_planted_raise_in_a_read_only_cell_fails_the_harness(tmp_path):
+    """The harness is what proves, in `make test`, that every cell of every solution runs: a `raise`
+    planted in a read-only cell after a test cell (where chapter 05's crash hid) is reported by
+    name. Chapter 01 is cut after that cell to keep this quick."""
+    ch = "01_superposition"
+    nb = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
+    md = [c.metadata.get("nbgrader", {}) for c in nb.cells]
+    first_test = next(i for i, m in enumerate(md) if m.get("grade") and nb.cells[i].cell_type == "code")
+    target = next(i for i in range(first_test + 1, len(nb.cells)) if nb.cells[i].cell_type == "code"
+                  and md[i].get("locked") and not md[i].get("grade") and not md[i].get("solution"))
+    nb.cells = nb.cells[:target + 1]
+    nb.cells[target].source = 'raise RuntimeError("planted in a read-only cell")\n' + nb.cells[target].source
+    planted = tmp_path / f"{ch}.ipynb"
+    nbformat.write(nb, planted)
+    r = outcomes("ch01", planted)
+    assert [(e["cell"], e["error"]) for e in r["cell_errors"]] == [
+        (md[target].get("grade_id", nb.cells[target].get("id")), "RuntimeError: planted in a read-only cell")], r["cell_errors"]

@@ -352,6 +352,29 @@ def test_shipped_lm_beats_the_bigram_and_its_probes_find_the_concepts():
 # TopK SAE must recover at least six of the eleven concepts. (Issue 8's "one latent per concept at
 # recall >= 0.5" is retired: the manifest's probe_precision_at_recall_0.5 shows that even the best
 # linear direction misses it for several concepts at this layer.)
+def test_choosing_concept_latents_at_once_is_concept_precision_recall_per_concept():
+    """The builder scores every concept in one pass; the readable path scores one concept at a time
+    with utils.data.concept_precision_recall. Same choice, latent and threshold."""
+    from tools.world.evaluate import CONCEPTS, choose_concept_latents
+    from utils.data import concept_precision_recall
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.rand(3000, len(CONCEPTS), generator=g) < 0.1
+    acts = torch.relu(torch.randn(3000, 64, generator=g) - 1.0)
+    acts[:, :len(CONCEPTS)] += 3 * labels.float() * (torch.rand(3000, len(CONCEPTS), generator=g) > 0.3)
+    want, peak = {}, acts.amax(0).clamp_min(1e-6)
+    for q in (0.0, 0.3, 0.6):
+        enough = (acts / peak > q).sum(0) >= 30
+        for i, c in enumerate(CONCEPTS):
+            p, r = concept_precision_recall(acts / peak, labels[:, i], q)
+            r = torch.where((p >= 0.9) & enough, r, torch.zeros_like(r))
+            j = int(r.argmax())
+            if float(r[j]) > want.get(c, (0.0, None))[0]:
+                want[c] = (float(r[j]), (j, q * float(peak[j])))
+    assert len(want) >= len(CONCEPTS) // 2
+    assert choose_concept_latents(acts, labels) == {c: choice for c, (_, choice) in want.items()}
+
+
 MIN_RECOVERED = 6
 
 

@@ -175,16 +175,20 @@ def bh_adjusted(p_values: Float[Tensor, "m"]) -> Float[Tensor, "m"]:
 
 # ---- the sound search ----------------------------------------------------------------------------
 class LatentStats(NamedTuple):
+    """Per latent, on one split:
+
+    - auroc: detection AUROC (0.5 chance; < 0.5 means it fires on the *other* class);
+    - cohens_d: standardised mean difference, positives minus negatives;
+    - p_value: two-sided Mann–Whitney p-value (uncorrected);
+    - q_value: Benjamini–Hochberg adjusted p-value over all latents;
+    - frequency: fraction of examples on which the latent is non-zero.
+    """
+
     auroc: Float[Tensor, "d"]
-    """Detection AUROC of each latent (0.5 chance; < 0.5 means it fires on the *other* class)."""
     cohens_d: Float[Tensor, "d"]
-    """Standardised mean difference, positives minus negatives."""
     p_value: Float[Tensor, "d"]
-    """Two-sided Mann–Whitney p-value (uncorrected)."""
     q_value: Float[Tensor, "d"]
-    """Benjamini–Hochberg adjusted p-value over all latents."""
     frequency: Float[Tensor, "d"]
-    """Fraction of examples on which the latent is non-zero."""
 
 
 def latent_stats(scores: Float[Tensor, "n d"], labels: Bool[Tensor, "n"]) -> LatentStats:
@@ -205,11 +209,13 @@ def select_latents(stats: LatentStats, *, alpha: float = 0.05, min_auroc: float 
 
 
 class HeldOut(NamedTuple):
+    """The chosen latents' AUROC and activation ratio (mean over positives / mean over negatives; inf
+    where the negatives' mean is 0) on the split that chose them and on the held-out one."""
+
     latents: Int[Tensor, "k"]
     train_auroc: Float[Tensor, "k"]
     test_auroc: Float[Tensor, "k"]
     train_ratio: Float[Tensor, "k"]
-    """mean over positives / mean over negatives on the training split (inf where the negatives' is 0)."""
     test_ratio: Float[Tensor, "k"]
 
 

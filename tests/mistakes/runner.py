@@ -8,6 +8,9 @@ answer cell: the mistaken answer is executed, then any later answer cells of the
 the solution writes them), then the cell's visible part and, separately, its hidden part. The
 reference answer goes through the same steps, so a harness that passes everything is caught.
 
+This is also the execution that proves, in `make test`, that every cell of every solution runs:
+`cell_errors` lists each cell that raised (tests/test_mistakes.py fails on any).
+
 Prints (or writes) JSON: per mistake, what the visible part and the hidden part raised and with
 which message, whether it changed the notebook's state, and how long it took; the cells of the
 solution that failed; the solution's own visible/hidden outcomes.
@@ -150,7 +153,8 @@ def _try(answer_source: str, later_answers: list[str], test_source: str, before:
             "seconds": time.perf_counter() - t0}
 
 
-def run(module: str) -> dict:
+def run(module: str, notebook: Path | None = None) -> dict:
+    """Execute the chapter (`notebook`, by default its solution) and try the module's catalogue."""
     sys.path.insert(0, str(TESTS))
     from mistakes import catalogue
 
@@ -161,7 +165,7 @@ def run(module: str) -> dict:
 
     os.environ.setdefault("COURSE_FAST", "1")
     os.environ.setdefault("PLOTLY_RENDERER", "json")  # no browser from fig.show() outside a notebook
-    nb_path = REPO / "solutions" / chapter / f"{chapter}.ipynb"
+    nb_path = Path(notebook).resolve() if notebook else REPO / "solutions" / chapter / f"{chapter}.ipynb"
     nb = json.loads(nb_path.read_text())
     os.chdir(nb_path.parent)
 
@@ -223,8 +227,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("module", help="catalogue module, e.g. ch03")
     ap.add_argument("--out", help="write the JSON here (default: stdout)")
+    ap.add_argument("--notebook", help="execute this notebook instead of the chapter's solution")
     args = ap.parse_args(argv)
-    text = json.dumps(run(args.module), indent=1, default=str)
+    text = json.dumps(run(args.module, args.notebook), indent=1, default=str)
     if args.out:
         Path(args.out).write_text(text)
     else:

@@ -45,16 +45,23 @@ def _pair(out, name: str, shape: tuple[int, ...], first: str, second: str):
             tensor_result(out[1], f"{name}(...)[1] ({second})", shape=shape))
 
 
+def _encoded_pair(fn, sae, x: torch.Tensor, what: str, name: str, names: tuple[str, str],
+                  shape: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Call the student's encoder on a guarded copy of `sae` and `x`; check that it left x alone and
+    returned a pair of tensors of `shape`."""
+    before = snapshot(x=x)
+    out = call(fn, _guarded(sae), x, what=what, name=name)
+    assert_untouched(before, name, x=x)
+    return _pair(out, name, shape, *names)
+
+
 # ---- exercise 1: the seed's gated SAE -------------------------------------------------------------
 def check_seed_gated_encode(fn) -> None:
     assert_own_code(fn)
     sae = build_sae("seed_gated", d_in=6, d_sae=10, init_seed=3)
     x = 2 * torch.randn(5, 6, generator=torch.Generator().manual_seed(4))  # 6 ≠ 10: a missing transpose shows
     what = "a seed gated SAE (d_in 6, d_sae 10; W_gate and W_mag are [d_sae d_in]) and x [5, 6]"
-    before = snapshot(x=x)
-    out = call(fn, _guarded(sae), x, what=what, name="seed_gated_encode")
-    assert_untouched(before, "seed_gated_encode", x=x)
-    acts, gate = _pair(out, "seed_gated_encode", (5, 10), "acts", "gate")
+    acts, gate = _encoded_pair(fn, sae, x, what, "seed_gated_encode", ("acts", "gate"), (5, 10))
     with torch.no_grad():
         g_pre, m_pre = x @ sae.W_gate.T, x @ sae.W_mag.T
         sig, mag = torch.sigmoid(g_pre), F.relu(m_pre)
@@ -98,10 +105,7 @@ def check_gated_encode(fn) -> None:
     sae = _gated()
     x = torch.randn(40, 6, generator=torch.Generator().manual_seed(7))
     what = "a gated SAE (d_in 6, d_sae 12, non-zero b_dec, b_gate, b_mag, r_mag) and x [40, 6]"
-    before = snapshot(x=x)
-    out = call(fn, _guarded(sae), x, what=what, name="gated_encode")
-    assert_untouched(before, "gated_encode", x=x)
-    acts, pi_gate = _pair(out, "gated_encode", (40, 12), "acts", "pi_gate")
+    acts, pi_gate = _encoded_pair(fn, sae, x, what, "gated_encode", ("acts", "pi_gate"), (40, 12))
     with torch.no_grad():
         W, scale, b_gate, b_mag, b_dec = sae.W_enc, sae.r_mag.exp(), sae.b_gate, sae.b_mag, sae.b_dec
         h = (x - b_dec) @ W

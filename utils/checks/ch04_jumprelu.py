@@ -87,6 +87,17 @@ def _jump_inputs():
     return z, theta, 0.4, upstream
 
 
+def _applied(cls, name: str):
+    """The student's autograd Function checked for its methods and applied to `_jump_inputs()` (with
+    grads on copies of z and θ): ((z, θ, ε, upstream), (z copy, θ copy), output [2, 5])."""
+    _own_function_class(cls, name)
+    z, theta, eps, up = _jump_inputs()
+    z1, t1 = z.clone().requires_grad_(), theta.clone().requires_grad_()
+    out = tensor_result(call(cls.apply, z1, t1, eps, what="z [2, 5], θ [5], ε 0.4", name=f"{name}.apply"),
+                        f"{name}.apply", shape=(2, 5))
+    return (z, theta, eps, up), (z1, t1), out
+
+
 def _backward(out, upstream, name: str) -> None:
     """out.backward(upstream), with autograd's complaints about the student's backward explained."""
     try:
@@ -129,11 +140,7 @@ def _theta_variants(z, theta, eps, up, *, with_theta: bool, formula: str):
 
 
 def check_jumprelu_ste(cls) -> None:
-    _own_function_class(cls, "JumpReLU")
-    z, theta, eps, up = _jump_inputs()
-    z1, t1 = z.clone().requires_grad_(), theta.clone().requires_grad_()
-    out = tensor_result(call(cls.apply, z1, t1, eps, what="z [2, 5], θ [5], ε 0.4", name="JumpReLU.apply"),
-                        "JumpReLU.apply", shape=(2, 5))
+    (z, theta, eps, up), (z1, t1), out = _applied(cls, "JumpReLU")
     name_mistake(out, [
         (torch.relu(z - theta), "forward returned ReLU(z − θ) (the seed's jump_relu): JumpReLU keeps z itself above "
                                 "θ, z · 1[z > θ], so it jumps from 0 to θ."),
@@ -160,11 +167,7 @@ def check_jumprelu_ste(cls) -> None:
 
 
 def check_step_ste(cls) -> None:
-    _own_function_class(cls, "Step")
-    z, theta, eps, up = _jump_inputs()
-    z1, t1 = z.clone().requires_grad_(), theta.clone().requires_grad_()
-    out = tensor_result(call(cls.apply, z1, t1, eps, what="z [2, 5], θ [5], ε 0.4", name="Step.apply"),
-                        "Step.apply", shape=(2, 5))
+    (z, theta, eps, up), (z1, t1), out = _applied(cls, "Step")
     if not out.is_floating_point():
         fail(f"forward returned a {out.dtype} tensor: return the step as a float tensor, "
              "`(z > theta).to(z.dtype)`, so the L0 can be summed and differentiated.")

@@ -270,8 +270,8 @@ def _fractions(got: dict) -> dict:
     return {"recovered_zero": (z - s) / (z - c), "recovered_mean": (m - s) / (m - c)}
 
 
-def _indistinguishable(got: dict) -> bool:
-    right = _fractions(got)
+def _indistinguishable(right: dict) -> bool:
+    """The two right fractions (from `_fractions`) are too close for a swap of them to show."""
     return abs(right["recovered_zero"] - right["recovered_mean"]) < 1e-3
 
 
@@ -281,7 +281,7 @@ def _check_recovered(got: dict) -> None:
         return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-6)  # float32 arithmetic passes; 1 − r, 1 / r do not
 
     right = _fractions(got)
-    if not _indistinguishable(got) and same(got["recovered_zero"], right["recovered_mean"]) \
+    if not _indistinguishable(right) and same(got["recovered_zero"], right["recovered_mean"]) \
             and same(got["recovered_mean"], right["recovered_zero"]):
         fail("recovered_zero and recovered_mean are swapped: recovered_zero = (zero − spliced) / (zero − clean) uses the "
              "zero-ablated loss, recovered_mean = (mean − spliced) / (mean − clean) the mean-ablated one.")
@@ -354,7 +354,7 @@ def check_downstream_loss(fn, model, sae, tokens) -> None:
         fail(f"mean_ablated = {got['mean_ablated']:.4f}, expected {want['mean_ablated']:.4f}: replace the activation by "
              "its mean over every token of the batch, one value per dimension (act.mean((0, 1))), broadcast to every "
              "position.")
-    if _indistinguishable(got):  # the SAE costs (almost) nothing here: both fractions ≈ 1, a swap would not show
+    if _indistinguishable(_fractions(got)):  # the SAE costs (almost) nothing here: both fractions ≈ 1, a swap would not show
         d = sae.cfg.d_in
         keep = torch.eye(d)[:, : d // 2]                    # x̂ = x with its second half of dimensions zeroed:
         costly = standard_sae(torch.cat([keep, -keep], 1), torch.zeros(2 * (d // 2)),   # a costly SAE (x / 2

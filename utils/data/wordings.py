@@ -225,18 +225,19 @@ def render(family: Family, move: str, rng: random.Random, **given: str) -> str:
 
 
 def _expand(template: str, family: Family, rng: random.Random, given: dict[str, str]) -> str:
-    def one(m: re.Match) -> str:
-        name = m.group(1)
-        key = name.lower()
-        if key in given:
-            value = given[key]
-        elif key in family.fill:
-            value = _expand(rng.choice(family.fill[key]), family, rng, given)
-        else:
-            raise KeyError(f"slot {{{name}}} has no filler in the {family.name!r} family and was not given")
-        return cap(value) if name[0].isupper() else value
+    return _SLOT.sub(lambda m: _fill(m.group(1), family, rng, given), template)
 
-    return _SLOT.sub(one, template)
+
+def _fill(name: str, family: Family, rng: random.Random, given: dict[str, str]) -> str:
+    """The value of slot `name` (given, or a random filler expanded in turn), capitalised if `name` is."""
+    key = name.lower()
+    if key in given:
+        value = given[key]
+    elif key in family.fill:
+        value = _expand(rng.choice(family.fill[key]), family, rng, given)
+    else:
+        raise KeyError(f"slot {{{name}}} has no filler in the {family.name!r} family and was not given")
+    return cap(value) if name[0].isupper() else value
 
 
 def expansions(family: Family, move: str, limit: int = 100_000, **given: str) -> list[str]:

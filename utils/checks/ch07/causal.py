@@ -15,7 +15,7 @@ import re
 
 import torch
 
-from utils.checks import CheckFailed, assert_own_code, call, fail, matches, tensor_result
+from utils.checks import CheckFailed, assert_close, assert_own_code, call, fail, matches, tensor_result
 from utils.checks.ch07._util import gen, name_variant, run
 
 
@@ -153,9 +153,8 @@ def check_remove_latents(fn) -> None:
         (seq, "you re-encoded after removing each latent, so later latents were read from an already changed "
               "residual: encode once, then subtract all the chosen contributions."),
     ], atol=1e-4)
-    if not matches(got, want, atol=1e-4):
-        fail(f"values differ by up to {(got - want.double()).abs().max().item():.3g}: "
-             "resid − Σ_{i in latents} acts_i · W_dec[i], with acts = sae.encode(resid).")
+    assert_close(got.double(), want.double(), "resid − Σ_{i in latents} acts_i · W_dec[i], with acts = "
+                 "sae.encode(resid).", atol=1e-4, rtol=0.0)
     print("remove_latents subtracts exactly the chosen latents' contributions (SAE error term kept).")
 
 
