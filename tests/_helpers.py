@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import nbformat
 import pytest
 import torch
 
+from conftest import REPO
 from utils.checks import CheckFailed
+
+PLANTED_ERROR = "RuntimeError: planted in a read-only cell"
 
 
 def mine(obj):
@@ -55,3 +59,17 @@ def tiny_hooked(*, n_ctx: int, k: int, n_seq: int, seq: int, saelens: bool = Fal
     tokens = torch.randint(1, len(tok), (n_seq, seq))
     tokens[:, 0] = tok.bos_token_id
     return model, sae, tokens
+
+
+def planted_raise(ch: str) -> tuple[nbformat.NotebookNode, int]:
+    """Chapter `ch`'s solution with a `raise` planted at the top of the first read-only cell after
+    a test cell (where chapter 05's crash hid), cut after that cell to keep a run of it quick.
+    Returns the notebook and the planted cell's index."""
+    nb = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
+    md = [c.metadata.get("nbgrader", {}) for c in nb.cells]
+    first_test = next(i for i, m in enumerate(md) if m.get("grade") and nb.cells[i].cell_type == "code")
+    target = next(i for i in range(first_test + 1, len(nb.cells)) if nb.cells[i].cell_type == "code"
+                  and md[i].get("locked") and not md[i].get("grade") and not md[i].get("solution"))
+    nb.cells = nb.cells[:target + 1]
+    nb.cells[target].source = 'raise RuntimeError("planted in a read-only cell")\n' + nb.cells[target].source
+    return nb, target

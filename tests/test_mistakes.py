@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from _helpers import PLANTED_ERROR, planted_raise
 from conftest import REPO
 from mistakes import catalogue, chapter_modules
 
@@ -103,17 +104,11 @@ def test_mistake_is_caught_and_named(module, mistake):
 def test_a_planted_raise_in_a_read_only_cell_fails_the_harness(tmp_path):
     """The harness is what proves, in `make test`, that every cell of every solution runs: a `raise`
     planted in a read-only cell after a test cell (where chapter 05's crash hid) is reported by
-    name. Chapter 01 is cut after that cell to keep this quick."""
-    ch = "01_superposition"
-    nb = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
-    md = [c.metadata.get("nbgrader", {}) for c in nb.cells]
-    first_test = next(i for i, m in enumerate(md) if m.get("grade") and nb.cells[i].cell_type == "code")
-    target = next(i for i in range(first_test + 1, len(nb.cells)) if nb.cells[i].cell_type == "code"
-                  and md[i].get("locked") and not md[i].get("grade") and not md[i].get("solution"))
-    nb.cells = nb.cells[:target + 1]
-    nb.cells[target].source = 'raise RuntimeError("planted in a read-only cell")\n' + nb.cells[target].source
-    planted = tmp_path / f"{ch}.ipynb"
+    name."""
+    nb, target = planted_raise("01_superposition")
+    planted = tmp_path / "01_superposition.ipynb"
     nbformat.write(nb, planted)
     r = outcomes("ch01", planted)
+    cell = nb.cells[target]
     assert [(e["cell"], e["error"]) for e in r["cell_errors"]] == [
-        (md[target].get("grade_id", nb.cells[target].get("id")), "RuntimeError: planted in a read-only cell")], r["cell_errors"]
+        (cell.metadata.get("nbgrader", {}).get("grade_id", cell.get("id")), PLANTED_ERROR)], r["cell_errors"]

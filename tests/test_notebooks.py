@@ -28,6 +28,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from _helpers import PLANTED_ERROR, planted_raise
 from conftest import CHAPTERS, REPO
 
 pytestmark = pytest.mark.slow
@@ -113,18 +114,12 @@ def test_an_error_in_a_read_only_cell_fails(tmp_path):
     """The harness itself: a `raise` planted in a read-only cell after a graded test cell (where
     chapter 05's crash hid) is reported, by name; the chapter is cut after it to keep this quick."""
     ch = "01_superposition"
-    nb = nbformat.read(REPO / "solutions" / ch / f"{ch}.ipynb", as_version=4)
-    md = [c.metadata.get("nbgrader", {}) for c in nb.cells]
-    first_test = next(i for i, m in enumerate(md) if m.get("grade") and nb.cells[i].cell_type == "code")
-    target = next(i for i in range(first_test + 1, len(nb.cells)) if nb.cells[i].cell_type == "code"
-                  and md[i].get("locked") and not md[i].get("grade") and not md[i].get("solution"))
-    nb.cells = nb.cells[:target + 1]
-    nb.cells[target].source = 'raise RuntimeError("planted in a read-only cell")\n' + nb.cells[target].source
+    nb, target = planted_raise(ch)
     planted = tmp_path / "src" / f"{ch}.ipynb"
     planted.parent.mkdir()
     nbformat.write(nb, planted)
 
     failures, output = run_nbval(planted, tmp_path / "run")
     code_index = sum(c.cell_type == "code" for c in nb.cells[:target])
-    assert [(f.index, f.error) for f in failures] == [(code_index, "RuntimeError: planted in a read-only cell")], output[-3000:]
-    assert failures[0].name == md[target].get("grade_id", "-")
+    assert [(f.index, f.error) for f in failures] == [(code_index, PLANTED_ERROR)], output[-3000:]
+    assert failures[0].name == nb.cells[target].metadata.get("nbgrader", {}).get("grade_id", "-")
