@@ -6,7 +6,12 @@ Pile's place), through `utils.models`' one door to the hub (COURSE_HUB_STANDINS)
 after it is the code a Colab student runs, with the `fast` profile's numbers
 (COURSE_REHEARSAL, read by `Runtime.pick`). Each chapter runs twice:
 
-- on the CPU (`COURSE_REHEARSAL=cpu`): every cell must run, as in tests/test_notebooks.py;
+- on the CPU (`COURSE_REHEARSAL=cpu`): every cell must run, as in tests/test_notebooks.py,
+  except that a course check may reject a *value* (`CheckFailed`): GPT-2 and the releases' SAEs
+  stand in with random weights, so a check that needs what the real weights know (chapter 06: at
+  least 3 concepts recovered by a latent, steering that raises P(code) by half) can fail here
+  and pass on Colab; such cells are listed, any other exception (an answer's own error reported
+  by a check, "`fn` raised ...", included) fails the test;
 - on `meta` standing in for CUDA (`COURSE_REHEARSAL=meta`, `gpu_standins.MetaAsCuda`): the
   model, the SAEs and everything the chapter puts on its device have shapes but no data, so
   numbers are meaningless and checks may fail, but every operation that mixes a tensor on the
@@ -34,6 +39,8 @@ from test_notebooks import run_nbval
 pytestmark = pytest.mark.slow
 TESTS = Path(__file__).resolve().parent
 CELL_TIMEOUT = int(os.environ.get("COURSE_CELL_TIMEOUT", "1800"))
+# a check's verdict on a value; not a crash inside an answer that `checks.call` reported ("`fn` raised ...")
+VALUE_VERDICT = re.compile(r"CheckFailed: (?!`[^`]*` (raised|still raises) )")
 DEVICE_MIXING = re.compile(r"is not on the expected device|on the same device|found at least two devices"
                            r"|device type .* does not match|on device meta", re.I)
 
@@ -56,8 +63,11 @@ def rehearsal_env(device: str, tmp: Path) -> dict[str, str]:
 def test_gpu_path_runs_on_the_cpu(ch, tmp_path):
     failures, _ = run_nbval(REPO / "solutions" / ch / f"{ch}.ipynb", tmp_path / "run", cell_timeout=CELL_TIMEOUT,
                             env=rehearsal_env("cpu", tmp_path))
-    assert not failures, f"solutions/{ch}, gpu profile rehearsed on the CPU: {len(failures)} cell(s) raised:\n" \
-        + "\n".join(map(str, failures))
+    verdicts = [f for f in failures if VALUE_VERDICT.match(f.error)]
+    crashes = [f for f in failures if f not in verdicts]
+    print(f"{ch} on the CPU: {len(verdicts)} check(s) failed on values only:\n" + "\n".join(map(str, verdicts)))
+    assert not crashes, f"solutions/{ch}, gpu profile rehearsed on the CPU: {len(crashes)} cell(s) raised:\n" \
+        + "\n".join(map(str, crashes))
 
 
 @pytest.mark.gpu_rehearsal
