@@ -6,8 +6,9 @@ any cell, read-only ones included) and the untouched release (zero). Chapter 01 
 planted mistakes (partial credit, with the visible checks' messages in the feedback and in the
 class report) and an answer that loops forever (stopped by the cell timeout while the rest of
 the class is still graded). A small extra chapter, made here from chapter 01 with a `raise`
-planted in a read-only cell, shows that such an error fails the check. This is also the test
-that executes every solution notebook, once, in the `fast` profile.
+planted in a read-only cell, shows that such an error fails the check. This is make test's
+execution of every released chapter with the reference answers filled in, in the `fast` profile
+(the mistakes harness, tests/test_mistakes.py, executes every `solutions/` notebook).
 """
 
 from __future__ import annotations
