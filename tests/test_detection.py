@@ -245,6 +245,73 @@ def test_behaviour_gap_and_pooling_ignore_padding_and_batching():
     assert not torch.allclose(ablated, gap, atol=1e-4)
 
 
+def _remove(resid, sae, latents):  # chapter 07's remove_latents, reference answer
+    return resid - sae.encode(resid)[..., latents] @ sae.W_dec[latents]
+
+
+def _remove_in_place(resid, sae, latents):  # a student's answer that changes its input
+    resid -= sae.encode(resid)[..., latents] @ sae.W_dec[latents]
+    return resid
+
+
+def _remove_by_zeroing_codes(resid, sae, latents):  # changes the codes it was given in place
+    acts = sae.encode(resid)
+    kept = sae.decode(acts)
+    acts[..., latents] = 0.0
+    return resid - (kept - sae.decode(acts))
+
+
+@pytest.mark.parametrize("hook_name", ["blocks.1.hook_resid_pre", "blocks.0.hook_resid_post", "blocks.1.hook_mlp_out"])
+@pytest.mark.parametrize("remove", [_remove, _remove_in_place, _remove_by_zeroing_codes])
+def test_ablation_gaps_are_the_hooked_forward_passes(hook_name, remove):
+    """The fast path (the model up to the hook and the SAE's encoder once per batch, for every set)
+    gives, set by set, behaviour_gap with the removal hook — also for answers that change their
+    inputs in place, and by the readable route for a hook it cannot start a forward pass at."""
+    from utils import capstone
+    from utils.interop import to_saelens
+    from utils.saes import build_sae
+
+    model, _ = _tiny_model_and_sae()
+    sae = to_saelens(build_sae("topk", d_in=16, d_sae=32, k=4, init_seed=0, hook_name=hook_name))
+    b = capstone.encode_pairs(_CharTokenizer(), _records())
+    sets = [torch.tensor([0, 3, 5]), torch.tensor([7]), torch.arange(32)]
+    fast = capstone.ablation_gaps(model, sae, b, sets, remove, batch_size=3)
+    for s, row in zip(sets, fast):
+        hooked = capstone.behaviour_gap(model, b, [(hook_name, lambda x, hook, s=s: remove(x.clone(), sae, s))],
+                                        batch_size=3)
+        torch.testing.assert_close(row, hooked, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast[2], capstone.behaviour_gap(model, b), atol=1e-4)  # removing every latent matters
+
+
+def test_ablation_changes_reuses_the_sets_given_and_computes_others_on_demand():
+    from utils import capstone
+    from utils.activations import sae_hook_name
+
+    model, sae = _tiny_model_and_sae()
+    b = capstone.encode_pairs(_CharTokenizer(), _records())
+    base = capstone.behaviour_gap(model, b)
+    change = capstone.ablation_changes(model, sae, b, base, [torch.tensor([1, 2])], _remove)
+    hooked = lambda s: capstone.behaviour_gap(model, b, [(sae_hook_name(sae), lambda x, hook: _remove(x, sae, s))])  # noqa: E731
+    first = change(torch.tensor([1, 2]))
+    torch.testing.assert_close(first, hooked(torch.tensor([1, 2])) - base, atol=1e-5, rtol=1e-5)
+    first -= 100.0  # a caller changing the result in place does not change the next answer
+    torch.testing.assert_close(change([1, 2]), hooked(torch.tensor([1, 2])) - base, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(change(torch.tensor([4])), hooked(torch.tensor([4])) - base, atol=1e-5, rtol=1e-5)
+
+
+def test_ablation_gaps_names_an_answer_that_returns_no_tensor():
+    from utils import capstone
+
+    model, sae = _tiny_model_and_sae()
+    b = capstone.encode_pairs(_CharTokenizer(), _records())
+
+    def remove_latents(resid, sae, latents):
+        resid - sae.encode(resid)[..., latents] @ sae.W_dec[latents]  # forgot to return it
+
+    with pytest.raises(TypeError, match=r"remove_latents returned NoneType, not a tensor"):
+        capstone.ablation_gaps(model, sae, b, [torch.tensor([1])], remove_latents)
+
+
 def test_roc_figure_reports_the_area_under_its_own_curve():
     from utils import plots
 
